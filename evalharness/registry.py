@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 KINDS = ("losses", "datasets", "judges", "generators")
+_SINGULAR = {"losses": "loss", "datasets": "dataset", "judges": "judge", "generators": "generator"}
 
 
 class RegistryError(LookupError):
@@ -46,7 +47,7 @@ class Registry:
 
     def add(self, name: str, target: Any, summary: str = "", source: str = "builtin", replace: bool = False) -> None:
         if name in self._entries and not replace:
-            raise RegistryError(f"{self.kind[:-1]} {name!r} is registered twice ({self._entries[name].source}, {source})")
+            raise RegistryError(f"{_SINGULAR.get(self.kind, self.kind)} {name!r} is registered twice ({self._entries[name].source}, {source})")
         self._entries[name] = Entry(name, target, summary, source)
 
     def get(self, name: str) -> Any:
@@ -56,7 +57,7 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            raise RegistryError(unknown_message(self.kind[:-1], name, self._entries)) from None
+            raise RegistryError(unknown_message(_SINGULAR.get(self.kind, self.kind), name, self._entries)) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -1,0 +1,106 @@
+"""The `evalharness` command line: thin commands over library calls.
+
+Imports of torch and friends happen inside commands, so `evalharness --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="Train, sample, judge and rank the losses that reward good examples and penalise bad ones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STORE = typer.Option("evalharness.duckdb", "--store", envvar="EVALHARNESS_STORE", help="The DuckDB store file.")
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Known bad input becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
+    from evalharness.errors import USER_ERRORS
+
+    try:
+        yield
+    except USER_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Argument(None, help="A TOML file; flags given here override it."),
+    loss: Optional[str] = typer.Option(None, help="Loss name, 'sft->dpo' stages, or '0.8*dpo + 1.0*sft'."),
+    model: Optional[str] = typer.Option(None, help="Model name or path: smollm2-135m, tiny-llama, a local dir."),
+    data: Optional[str] = typer.Option(None, help="Dataset preset: hh-rlhf, jsonl, parquet, scored-samples, …"),
+    path: Optional[str] = typer.Option(None, help="Local data file for the preset."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Loss parameter, e.g. beta=0.1 or dpo.beta=0.1."),
+    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
+    batch_size: Optional[int] = typer.Option(None, help="Pairs per micro-batch."),
+    grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimizer step."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N examples of the data."),
+    seed: Optional[int] = typer.Option(None),
+    lora_r: Optional[int] = typer.Option(None, help="Train LoRA adapters of this rank instead of all weights."),
+    save_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps (the final one is always saved)."),
+    init_from: Optional[str] = typer.Option(None, help="Start from a run (id or name) or a checkpoint directory."),
+    out: Optional[str] = typer.Option(None, help="Output directory (default runs/<name>)."),
+    name: Optional[str] = typer.Option(None, help="A name for the run."),
+    restart: bool = typer.Option(False, help="Discard this run's earlier checkpoints instead of resuming."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    store: Path = STORE,
+):
+    """Train a policy with any registered loss. Re-running the same command resumes or reports it finished."""
+    with user_errors():
+        from evalharness.training import build_train_config, train_command
+
+        flags = dict(loss=loss, model=model, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                     seed=seed, lora_r=lora_r, save_every=save_every, init_from=init_from, out=out, name=name)
+        cfg = build_train_config(config, flags, data=data, path=path, limit=limit, overrides=set_)
+        for line in train_command(cfg, str(store), restart=restart, progress=progress):
+            typer.echo(line)
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="A training TOML file.")):
+    """Bind every parameter of CONFIG (loss, params, data, model name) without loading weights or training."""
+    with user_errors():
+        from evalharness.training import build_train_config, validate_config
+
+        cfg = build_train_config(config, {}, None, None, None, None)
+        for line in validate_config(cfg):
+            typer.echo(line)
+
+
+@app.command("ls")
+def ls(kind: str = typer.Argument(..., help="losses | datasets | judges | generators")):
+    """List what is registered (built-ins and plugins)."""
+    with user_errors():
+        from evalharness.plugins import registry
+
+        reg = registry(kind)
+        for entry in reg.entries():
+            src = "" if entry.source == "builtin" else f"  [{entry.source}]"
+            typer.echo(f"{entry.name:<16} {entry.summary}{src}")
+
+
+@app.command()
+def runs(store: Path = STORE):
+    """List training runs in the store."""
+    with user_errors():
+        from evalharness.store import Store
+
+        for r in Store(str(store)).runs():
+            typer.echo(f"{r['run_id'][:12]}  {r['status']:<11} step {r['final_step'] or '-':>6}  {r['loss']:<16} "
+                       f"{r['base_model']:<14} {r['name']}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

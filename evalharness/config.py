@@ -1,0 +1,150 @@
+"""Typed configuration. Every default carries its reason; `validate` binds every parameter before anything heavy runs.
+
+A training config comes from CLI flags or a TOML file:
+
+    loss = "dpo"                 # or "sft->dpo" (stages) or "0.8*dpo + 1.0*sft" (a weighted sum)
+    model = "smollm2-135m"
+    [params]                     # loss parameters; for several losses, prefix with the loss: "dpo.beta"
+    beta = 0.1
+    [data]
+    name = "hh-rlhf"
+    path = "harmless-base-test.jsonl.gz"
+    [train]
+    max_steps = 20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    """A config file or flag that can't be bound."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "hh-rlhf"
+    path: str | None = None
+    split: str = "train"
+    columns: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    eval_fraction: float = 0.05  # held out by content hash for `evalharness eval`; 5% keeps most data for training
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "dpo"
+    model: str = "tiny-llama"  # runs anywhere; use smollm2-135m for a real model
+    params: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    reference: str | None = None  # defaults to the model the policy starts from (seed papers' choice)
+    init_from: str | None = None  # a run id/name or checkpoint path to start from (stage chaining)
+    name: str | None = None
+    max_steps: int = 100
+    batch_size: int = 4  # pairs per micro-batch; 4 pairs x 128 tokens is what a CPU step fits comfortably
+    grad_accum: int = 1
+    lr: float = 5e-7  # DPO-family default (Rafailov et al. use 5e-7 at 1B+ scale); raise it for tiny models
+    optimizer: str = "adamw"  # adamw | rmsprop (the DPO reference code uses RMSprop)
+    weight_decay: float = 0.0
+    scheduler: str = "constant"  # constant | cosine | linear, after warm-up
+    warmup_steps: int = 0
+    max_grad_norm: float = 10.0  # the DPO reference implementation clips at 10
+    dtype: str = "float32"  # float32 | bfloat16 (autocast; master weights stay float32)
+    seed: int = 0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    logit_temperature: float = 1.0  # EXO divides logits by τ=0.8 for policy and reference alike
+    prompt_style: str = "auto"  # auto | chat | plain: how prompts are rendered (see evalharness.models)
+    reference_cache: bool = True  # precompute reference log-probs once into the store where the loss allows it
+    lora_r: int = 0  # 0 trains all weights; >0 trains LoRA adapters of this rank (peft)
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    save_every: int = 0  # 0: only the final checkpoint
+    log_every: int = 1
+    out: str | None = None  # default: runs/<name>-<run id prefix>
+
+    def __post_init__(self):
+        if isinstance(self.data, dict):
+            self.data = bind(DataConfig, self.data, "[data]")
+        _check(self.max_steps > 0, "max_steps must be > 0")
+        _check(self.batch_size > 0, "batch_size must be > 0")
+        _check(self.grad_accum > 0, "grad_accum must be > 0")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.optimizer in {"adamw", "rmsprop"}, f"optimizer must be adamw or rmsprop, got {self.optimizer!r}")
+        _check(self.scheduler in {"constant", "cosine", "linear"}, f"unknown scheduler {self.scheduler!r}")
+        _check(self.dtype in {"float32", "bfloat16"}, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        _check(self.max_prompt_length < self.max_length, "max_prompt_length must be < max_length")
+        _check(self.logit_temperature > 0, "logit_temperature must be > 0")
+        _check(self.prompt_style in {"auto", "chat", "plain"}, f"unknown prompt_style {self.prompt_style!r}")
+        _check(self.lora_r >= 0 and self.save_every >= 0 and self.warmup_steps >= 0, "counts must be >= 0")
+        _check(0 <= self.data.eval_fraction < 1, "data.eval_fraction must be in [0, 1)")
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run: everything but where it is written and how it is logged."""
+        d = dataclasses.asdict(self)
+        for k in ("out", "log_every", "name"):
+            d.pop(k)
+        return d
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def bind(cls: type, values: dict[str, Any], where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            tip = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{tip}")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8") from None
+
+
+def train_config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Flatten the TOML layout (top level + [train] + [params] + [data]) into a TrainConfig."""
+    raw = dict(raw)
+    flat: dict[str, Any] = {}
+    train = raw.pop("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where}: [train] must be a table")
+    flat.update(train)
+    for key, value in raw.items():
+        if key in flat:
+            raise ConfigError(f"{where}: {key!r} is set twice (top level and [train])")
+        flat[key] = value
+    return bind(TrainConfig, flat, where)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["beta=0.1", "dpo.lam=0.5"]`` -> {"beta": "0.1", "dpo.lam": "0.5"}; values are coerced later by type."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out

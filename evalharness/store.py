@@ -1,0 +1,274 @@
+"""The DuckDB store: one file, content-hash keys, numbered forward-only migrations.
+
+Connections are short-lived: each operation opens the file, does its work in one transaction and closes it, so
+other processes can read between writes. A second writer that finds the file locked waits a little, then stops with
+a one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = "evalharness.duckdb"
+
+# Forward-only: never edit a released migration, append a new one. Each runs once, in order, in a transaction.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "runs, checkpoints, train_metrics",
+        """
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,      -- content hash of the resolved training config
+            name VARCHAR,
+            loss VARCHAR,
+            params JSON,
+            base_model VARCHAR,
+            init_from VARCHAR,               -- a run id or a checkpoint path this run started from
+            data JSON,
+            config JSON,                     -- the resolved config, everything bound
+            code_version VARCHAR,
+            status VARCHAR,                  -- running | finished | failed
+            out_dir VARCHAR,
+            final_step INTEGER,
+            created_at TIMESTAMP,
+            updated_at TIMESTAMP
+        );
+        CREATE TABLE checkpoints (
+            checkpoint_id VARCHAR PRIMARY KEY,  -- hash(run_id, step)
+            run_id VARCHAR,
+            step INTEGER,
+            path VARCHAR,
+            is_final BOOLEAN,
+            created_at TIMESTAMP
+        );
+        CREATE TABLE train_metrics (
+            run_id VARCHAR,
+            step INTEGER,
+            name VARCHAR,
+            value DOUBLE,
+            PRIMARY KEY (run_id, step, name)
+        );
+        """,
+    ),
+    (
+        "reference log-prob cache",
+        """
+        CREATE TABLE reference_logps (
+            key VARCHAR PRIMARY KEY,   -- hash(reference fingerprint, prompt ids, response ids, temperature)
+            model VARCHAR,             -- the reference model's weight fingerprint
+            logp DOUBLE,               -- summed log-prob of the response tokens
+            n_tokens INTEGER
+        );
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(RuntimeError):
+    """The store can't be opened or written (locked, read-only, full, from a newer version)."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Store:
+    path: str = DEFAULT_PATH
+    lock_timeout: float = 30.0
+
+    def __post_init__(self):
+        self.path = str(self.path)
+        self._migrated = False
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[Any]:
+        import duckdb
+
+        if read_only and not Path(self.path).exists():
+            raise StoreError(f"{self.path}: no store here yet (run `evalharness train` first)")
+        if not read_only:
+            parent = Path(self.path).resolve().parent
+            if not parent.exists():
+                parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(parent, os.W_OK) or (Path(self.path).exists() and not os.access(self.path, os.W_OK)):
+                raise StoreError(f"{self.path}: the store is not writable")
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: {_first_line(e)}") from None
+                time.sleep(0.2)
+        try:
+            if not read_only and not self._migrated:
+                migrate(con)
+                self._migrated = True
+            yield con
+        except duckdb.IOException as e:
+            raise StoreError(f"{self.path}: {_first_line(e)}") from None
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # --- runs -----------------------------------------------------------------------------------------------
+    def upsert_run(self, run: dict[str, Any]) -> None:
+        row = dict(run)
+        for key in ("params", "data", "config"):
+            row[key] = json.dumps(row.get(key), sort_keys=True)
+        with self.transaction() as con:
+            exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [row["run_id"]]).fetchone()
+            if exists:
+                con.execute(
+                    "UPDATE runs SET status = ?, out_dir = ?, final_step = ?, updated_at = ? WHERE run_id = ?",
+                    [row.get("status"), row.get("out_dir"), row.get("final_step"), now(), row["run_id"]],
+                )
+            else:
+                cols = [
+                    "run_id", "name", "loss", "params", "base_model", "init_from", "data", "config",
+                    "code_version", "status", "out_dir", "final_step",
+                ]
+                con.execute(
+                    f"INSERT INTO runs ({', '.join(cols)}, created_at, updated_at) "
+                    f"VALUES ({', '.join('?' for _ in cols)}, ?, ?)",
+                    [row.get(c) for c in cols] + [now(), now()],
+                )
+
+    def set_run_status(self, run_id: str, status: str, final_step: int | None = None) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE runs SET status = ?, final_step = COALESCE(?, final_step), updated_at = ? WHERE run_id = ?",
+                [status, final_step, now(), run_id],
+            )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        if not Path(self.path).exists():
+            return None
+        with self.connect() as con:
+            cur = con.execute("SELECT * FROM runs WHERE run_id = ? OR name = ? ORDER BY created_at DESC", [run_id, run_id])
+            rows = cur.fetchall()
+            if not rows:
+                rows = con.execute("SELECT * FROM runs WHERE run_id LIKE ?", [run_id + "%"]).fetchall()
+                if len(rows) != 1:
+                    return None
+            cols = [d[0] for d in cur.description]
+            return dict(zip(cols, rows[0]))
+
+    def runs(self) -> list[dict[str, Any]]:
+        if not Path(self.path).exists():
+            return []
+        with self.connect() as con:
+            cur = con.execute("SELECT * FROM runs ORDER BY created_at")
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # --- checkpoints and metrics -----------------------------------------------------------------------------
+    def add_checkpoint(self, checkpoint_id: str, run_id: str, step: int, path: str, is_final: bool) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id])
+            con.execute(
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                [checkpoint_id, run_id, step, path, is_final, now()],
+            )
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            cur = con.execute("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id])
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]]) -> None:
+        """Insert or replace (run, step, name) rows: a resumed run that re-does a step overwrites, never duplicates."""
+        rows = [(run_id, int(s), n, float(v)) for s, n, v in rows]
+        if not rows:
+            return
+        with self.transaction() as con:
+            con.executemany("INSERT OR REPLACE INTO train_metrics VALUES (?, ?, ?, ?)", rows)
+
+    def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
+        with self.connect() as con:
+            return con.execute(
+                "SELECT step, name, value FROM train_metrics WHERE run_id = ? ORDER BY step, name", [run_id]
+            ).fetchall()
+
+    # --- reference log-prob cache --------------------------------------------------------------------------
+    def get_reference_logps(self, keys: list[str]) -> dict[str, tuple[float, int]]:
+        if not keys:
+            return {}
+        with self.connect() as con:
+            con.execute("CREATE TEMP TABLE wanted (key VARCHAR)")
+            con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
+            rows = con.execute(
+                "SELECT r.key, r.logp, r.n_tokens FROM reference_logps r JOIN wanted w USING (key)"
+            ).fetchall()
+        return {k: (lp, n) for k, lp, n in rows}
+
+    def put_reference_logps(self, model: str, rows: Iterable[tuple[str, float, int]]) -> None:
+        rows = [(k, model, float(lp), int(n)) for k, lp, n in rows]
+        if rows:
+            with self.transaction() as con:
+                con.executemany("INSERT OR IGNORE INTO reference_logps VALUES (?, ?, ?, ?)", rows)
+
+
+def migrate(con) -> int:
+    """Apply the migrations this store has not seen yet; return the schema version."""
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+    done = {v for (v,) in con.execute("SELECT version FROM _migrations").fetchall()}
+    if done and max(done) > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store has schema version {max(done)}, newer than this evalharness ({SCHEMA_VERSION}); upgrade evalharness"
+        )
+    for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in filter(None, (s.strip() for s in sql.split(";"))):
+                con.execute(statement)
+            con.execute("INSERT INTO _migrations VALUES (?, ?, ?)", [version, name, now()])
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    return SCHEMA_VERSION
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def code_version() -> str:
+    """The package version plus the git commit of the source tree when there is one."""
+    from evalharness import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    head = root / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            commit = (root / ".git" / ref[5:]).read_text().strip()
+        else:
+            commit = ref
+        return f"{__version__}+g{commit[:10]}"
+    except OSError:
+        return __version__

@@ -1,0 +1,103 @@
+"""Library functions behind `evalharness train` and `evalharness validate`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from evalharness.config import ConfigError, TrainConfig, load_toml, parse_overrides, train_config_from_dict
+
+
+def build_train_config(config: Path | None, flags: dict[str, Any], data: str | None, path: str | None,
+                       limit: int | None, overrides: list[str] | None) -> TrainConfig:
+    """A TOML file (optional) overlaid with CLI flags that were given."""
+    raw: dict[str, Any] = load_toml(config) if config else {}
+    raw.setdefault("data", {})
+    if not isinstance(raw["data"], dict):
+        raise ConfigError(f"{config}: [data] must be a table")
+    if config and raw["data"].get("path") and not Path(raw["data"]["path"]).is_absolute():
+        raw["data"]["path"] = str((Path(config).parent / raw["data"]["path"]).resolve())
+    train = raw.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError(f"{config}: [train] must be a table")
+    for key, value in flags.items():  # a flag that was given overrides the file
+        if value is not None:
+            raw.pop(key, None)
+            train[key] = value
+    for key, value in (("name", data), ("path", path), ("limit", limit)):
+        if value is not None:
+            raw["data"][key] = value
+    params = dict(raw.pop("params", {}) or {})
+    params.update(parse_overrides(overrides))
+    raw["params"] = params
+    return train_config_from_dict(raw, str(config or "flags"))
+
+
+def validate_config(cfg: TrainConfig) -> list[str]:
+    """Bind the loss expression, every loss parameter, the dataset preset and the model name; load nothing heavy."""
+    from evalharness.plugins import registry
+    from trainers.recipes import build_stage, check_overrides, parse_stages
+
+    check_overrides(cfg.loss, cfg.params)
+    lines = []
+    for i, terms in enumerate(parse_stages(cfg.loss), 1):
+        spec, params = build_stage(terms, cfg.params)
+        lines.append(f"stage {i}: {spec.name}  needs={sorted(spec.needs) or '[]'}  params={_show(params)}")
+    registry("datasets").entry(cfg.data.name)
+    if cfg.data.path and not Path(cfg.data.path).exists():
+        raise ConfigError(f"data path {cfg.data.path}: no such file")
+    if not cfg.init_from:
+        from evalharness.models import check_model_name
+
+        check_model_name(cfg.model)
+    lines.append(f"data: {cfg.data.name} {cfg.data.path or ''}".rstrip())
+    lines.append(f"model: {cfg.model}; {cfg.max_steps} steps x {cfg.batch_size} pairs x {cfg.grad_accum} accum")
+    lines.append("ok")
+    return lines
+
+
+def _show(params) -> str:
+    import dataclasses
+
+    if hasattr(params, "parts"):
+        return "; ".join(f"{p.weight:g}*{p.spec.name}({_show(p.params)})" for p in params.parts)
+    return ", ".join(f"{f.name}={getattr(params, f.name)!r}" for f in dataclasses.fields(params)
+                     if not isinstance(getattr(params, f.name), str) or len(getattr(params, f.name)) < 40)
+
+
+def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, progress: bool = True) -> Iterator[str]:
+    from evalharness.store import Store
+    from trainers.loop import run_id_of, train
+
+    validate_config(cfg)
+    store = Store(store_path)
+    if restart:
+        out = Path(cfg.out) if cfg.out else None
+        if out and out.exists():
+            shutil.rmtree(out)
+        elif out is None:
+            run = store.get_run(run_id_of(cfg))
+            if run and run["out_dir"] and Path(run["out_dir"]).exists():
+                shutil.rmtree(run["out_dir"])
+        if store.get_run(run_id_of(cfg)):
+            store.set_run_status(run_id_of(cfg), "restarted")
+    for r in train(cfg, store, progress=progress):
+        if r.status == "already-finished":
+            yield f"run {r.run_id[:12]} ({r.name}) already finished at step {r.steps}: {r.checkpoint}"
+            continue
+        yield f"run {r.run_id[:12]} ({r.name}): {r.steps} steps, {r.examples} training examples" + (
+            f", resumed from step {r.resumed_from}" if r.resumed_from else "")
+        if r.truncated or r.skipped:
+            yield f"  truncated {r.truncated} examples (prompt from the left, response from the right); skipped {r.skipped}"
+        if r.reference_cache:
+            c = r.reference_cache
+            yield (f"  reference log-probs: {c.sequences} sequences, {c.hits} from the store cache, {c.computed} "
+                   f"computed in {c.seconds:.1f}s")
+        m = r.last_metrics
+        shown = [k for k in ("loss", "rewards/chosen", "rewards/rejected", "margin", "accuracy", "grad_norm",
+                             "tokens_per_s") if k in m] + sorted(k for k in m if k.startswith("state/"))
+        if shown:
+            yield "  last step: " + "  ".join(f"{k}={m[k]:.4g}" for k in shown)
+        yield f"  checkpoint: {r.checkpoint}"

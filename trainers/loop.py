@@ -1,0 +1,324 @@
+"""The one training loop. It reads ``LossSpec.needs`` to decide what to compute and never branches on loss names.
+
+Single process by default; the same code runs under ``accelerate launch`` (DDP/FSDP). A step is ``grad_accum``
+micro-batches per rank; the loss is the mean over the whole global batch, and loss state (e-DPO's β) is updated from
+statistics gathered over every micro-batch on every rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from evalharness.config import TrainConfig
+from evalharness.hashing import content_hash
+from evalharness.store import Store, code_version
+from trainers import checkpointing as ckpt
+from trainers.batching import KExample, PairExample, batch_order, example_length, tokenize
+from trainers.logps import sequence_logps, sequence_scores
+from trainers.recipes import build_stage, parse_stages
+from trainers.refcache import CacheReport
+from trainers.setup import Prepared, prepare
+from trainers.spec import LossInputs, LossSpec
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    name: str
+    out_dir: str
+    checkpoint: str
+    steps: int
+    status: str  # finished | already-finished
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    truncated: int = 0
+    skipped: int = 0
+    examples: int = 0
+    resumed_from: int | None = None
+    reference_cache: CacheReport | None = None
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_step`` callback to stop cleanly (tests interrupt runs with it)."""
+
+
+def run_id_of(cfg: TrainConfig) -> str:
+    return content_hash(["train", cfg.identity()])
+
+
+def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None) -> list[TrainResult]:
+    """Train every stage of ``cfg.loss`` ("sft->dpo" is two runs, the second starting from the first)."""
+    stages = parse_stages(cfg.loss)
+    results, init_from = [], cfg.init_from
+    for i, terms in enumerate(stages):
+        expr = " + ".join(f"{w:g}*{n}" if w != 1.0 else n for w, n in terms)
+        stage_cfg = dataclasses.replace(cfg, loss=expr, init_from=init_from)
+        if len(stages) > 1:
+            stage_cfg.name = f"{cfg.name or 'run'}-stage{i + 1}-{terms[0][1]}"
+            if cfg.out:
+                stage_cfg.out = str(Path(cfg.out) / f"stage{i + 1}-{terms[0][1]}")
+            if i > 0:
+                stage_cfg.reference = None  # a later stage's reference is where it starts (seed 000's SFT+DPO)
+        result = train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step)
+        results.append(result)
+        init_from = result.run_id
+    return results
+
+
+def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on_step=None) -> TrainResult:
+    spec, params = build_stage(terms, cfg.params)
+    run_id = run_id_of(cfg)
+    name = cfg.name or f"{cfg.loss.replace('*', 'x').replace(' ', '')}-{run_id[:8]}"
+    out = Path(cfg.out or Path("runs") / name)
+    existing = store.get_run(run_id)
+    if existing and existing["status"] == "finished":
+        done = [c for c in store.checkpoints(run_id) if c["is_final"]]
+        if done and Path(done[-1]["path"]).exists():
+            return TrainResult(run_id, existing["name"], existing["out_dir"], done[-1]["path"],
+                               existing["final_step"], "already-finished")
+
+    p = prepare(cfg, spec, params, store, out, progress)  # loads data and models; raises before anything is written
+    store.upsert_run(dict(
+        run_id=run_id, name=name, loss=spec.name, params=dataclasses.asdict(params) if not _weighted(params) else
+        {part.spec.name: dataclasses.asdict(part.params) for part in params.parts},
+        base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=cfg.identity(),
+        code_version=code_version(), status="running", out_dir=str(out), final_step=None,
+    ))
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name, "config": cfg.identity(),
+                                          "code_version": code_version()})
+    try:
+        result = _loop(cfg, spec, params, p, store, run_id, name, out, progress, on_step)
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, (KeyboardInterrupt, StopTraining)) else "failed"
+        if p.accelerator.is_main_process:
+            store.set_run_status(run_id, status)
+        raise
+    store.set_run_status(run_id, "finished", final_step=result.steps)
+    return result
+
+
+def _weighted(params) -> bool:
+    return hasattr(params, "parts")
+
+
+def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, out: Path, progress, on_step):
+    acc, model = p.accelerator, p.model
+    world, rank = acc.num_processes, acc.process_index
+    n_batches = len(batch_order(p.lengths, cfg.batch_size, cfg.seed, 0))
+    if n_batches < world:
+        raise ValueError(f"{len(p.examples)} examples make {n_batches} batches of {cfg.batch_size}; need >= {world}")
+    state = spec.initial_state(params)
+    start_step, resumed = 0, None
+    last = ckpt.latest_checkpoint(out)
+    if last is not None:
+        saved = ckpt.load_state(last)
+        p.optimizer.load_state_dict(saved["optimizer"])
+        p.scheduler.load_state_dict(saved["scheduler"])
+        state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
+    pending: list[tuple[int, str, float]] = []
+    bar = tqdm(total=cfg.max_steps, initial=start_step, desc=name, unit="step",
+               disable=not progress or not acc.is_main_process)
+    orders: dict[int, list[list[int]]] = {}
+    metrics: dict[str, float] = {}
+    model.train()
+    for step in range(start_step, cfg.max_steps):
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        stats: dict[str, list[torch.Tensor]] = {}
+        tokens = 0
+        global_examples = cfg.batch_size * cfg.grad_accum * world
+        for a in range(cfg.grad_accum):
+            g = (step * cfg.grad_accum + a) * world + rank  # global micro-batch index: fixes the data position
+            epoch, within = divmod(g, n_batches)
+            if epoch not in orders:
+                orders = {epoch: batch_order(p.lengths, cfg.batch_size, cfg.seed, epoch)}
+            batch = [p.examples[i] for i in orders[epoch][within]]
+            sync = a == cfg.grad_accum - 1
+            with (acc.no_sync(model) if not sync and world > 1 else _null()):
+                with acc.autocast():
+                    inputs, n_tok = build_inputs(spec.needs, batch, p, state, cfg.logit_temperature)
+                    output = spec.fn(inputs, params)
+                # Sum over the micro-batch / size of the global batch: the gradient of the global-batch mean
+                # (DDP averages over ranks, hence the world factor).
+                loss = output.losses.sum() * world / global_examples
+                acc.backward(loss)
+            tokens += n_tok
+            _accumulate(sums, stats, output)
+        grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        p.optimizer.step()
+        p.scheduler.step()
+        p.optimizer.zero_grad(set_to_none=True)
+        gathered = {k: acc.gather(torch.cat(v)).float() for k, v in stats.items()}
+        if spec.update_state is not None:
+            state = spec.update_state(state, gathered, params)
+        if spec.reference_update is not None:
+            alpha = spec.reference_update(params, step + 1)
+            if alpha:
+                _move_reference(p.reference, acc.unwrap_model(model), alpha)
+        n_micro = cfg.grad_accum
+        metrics = {k: _mean_over_ranks(acc, v / n_micro) for k, v in sums.items()}
+        metrics.update(
+            grad_norm=float(grad_norm), lr=p.scheduler.get_last_lr()[0],
+            tokens_per_s=_mean_over_ranks(acc, tokens) * world / max(time.perf_counter() - t0, 1e-9),
+        )
+        metrics.update({f"state/{k}": float(v) for k, v in state.items()})
+        if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            raise FloatingPointError(f"step {step + 1}: non-finite {', '.join(bad)}; lower lr or check the data")
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
+            pending += [(step + 1, k, v) for k, v in metrics.items()]
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", **({"acc": f"{metrics['accuracy']:.2f}"} if "accuracy" in metrics else {}))
+        final = step + 1 == cfg.max_steps
+        if final or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            if acc.is_main_process:
+                path = ckpt.save(out, step + 1, acc.unwrap_model(model), p.tokenizer, p.optimizer, p.scheduler, state,
+                                 reference=p.reference if spec.reference_update is not None else None)
+                store.add_metrics(run_id, pending)
+                pending = []
+                store.add_checkpoint(content_hash(["checkpoint", run_id, step + 1]), run_id, step + 1, str(path), final)
+            acc.wait_for_everyone()
+        elif len(pending) >= 200 and acc.is_main_process:
+            store.add_metrics(run_id, pending)
+            pending = []
+        if on_step is not None:
+            on_step(step + 1, metrics)
+    bar.close()
+    final_path = ckpt.checkpoint_dir(out, cfg.max_steps)
+    return TrainResult(run_id, name, str(out), str(final_path), cfg.max_steps, "finished", metrics,
+                       p.truncated, p.skipped, len(p.examples), resumed, p.cache_report)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _accumulate(sums: dict[str, float], stats: dict[str, list], out) -> None:
+    sums["loss"] = sums.get("loss", 0.0) + float(out.losses.detach().mean())
+    if out.chosen_rewards is not None:
+        c, r = out.chosen_rewards.detach().float(), out.rejected_rewards.detach().float()
+        for k, v in (("rewards/chosen", c.mean()), ("rewards/rejected", r.mean()),
+                     ("margin", (c - r).mean()), ("accuracy", (c > r).float().mean())):
+            sums[k] = sums.get(k, 0.0) + float(v)
+    for k, v in out.metrics.items():
+        sums[k] = sums.get(k, 0.0) + float(torch.as_tensor(v).detach().float().mean())
+    for k, v in out.step_stats.items():
+        stats.setdefault(k, []).append(v.detach().float().reshape(-1))
+
+
+def _mean_over_ranks(acc, value: float) -> float:
+    if acc.num_processes == 1:
+        return float(value)
+    t = torch.tensor([float(value)], device=acc.device)
+    return float(acc.gather(t).mean())
+
+
+@torch.no_grad()
+def _move_reference(reference, policy, alpha: float) -> None:
+    """ref ← α·π + (1-α)·ref (α=1 copies): TR-DPO's soft and hard updates."""
+    for r, q in zip(reference.parameters(), policy.parameters()):
+        r.mul_(1 - alpha).add_(q.detach().to(r.dtype), alpha=alpha)
+
+
+def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature: float) -> tuple[LossInputs, int]:
+    """Compute exactly what the loss declared it needs."""
+    inp = LossInputs()
+    pad = p.pad_id
+    if "state" in needs:
+        inp.state = dict(state)
+    if "k_samples" in needs:
+        seqs = [s for ex in batch for s in ex.seqs]
+        k = len(batch[0].seqs)
+        fwd = sequence_logps(p.model, seqs, pad, temperature)
+        inp.policy_logps_k = fwd.summed.view(len(batch), k)
+        inp.lengths_k = fwd.lengths.view(len(batch), k)
+        if "reference" in needs:
+            inp.reference_logps_k = _reference(p, seqs, temperature).view(len(batch), k)
+        if "rewards" in needs:
+            inp.rewards_k = torch.tensor([ex.rewards for ex in batch], dtype=torch.float32, device=fwd.summed.device)
+        return inp, fwd.tokens
+    assert all(isinstance(ex, PairExample) for ex in batch)
+    seqs = [ex.chosen for ex in batch] + [ex.rejected for ex in batch]
+    b = len(batch)
+    if "reward_head" in needs:
+        scores, n_tok = sequence_scores(p.model, seqs, pad)
+        inp.chosen_scores, inp.rejected_scores = scores[:b], scores[b:]
+        lengths = torch.tensor([float(len(s.response)) for s in seqs], device=scores.device)
+        inp.chosen_lengths, inp.rejected_lengths = lengths[:b], lengths[b:]
+        return inp, n_tok
+    live_logits = "reference_logits" in needs
+    fwd = sequence_logps(p.model, seqs, pad, temperature, keep_logits=live_logits)
+    inp.policy_chosen_logps, inp.policy_rejected_logps = fwd.summed[:b], fwd.summed[b:]
+    inp.chosen_lengths, inp.rejected_lengths = fwd.lengths[:b], fwd.lengths[b:]
+    if "token_logps" in needs or live_logits:
+        inp.policy_chosen_token_logps, inp.policy_rejected_token_logps = fwd.token_logps[:b], fwd.token_logps[b:]
+        inp.chosen_mask, inp.rejected_mask = fwd.mask[:b], fwd.mask[b:]
+    if live_logits:
+        with torch.no_grad():
+            ref = sequence_logps(p.reference, seqs, pad, temperature, keep_logits=True)
+        inp.policy_chosen_logits, inp.policy_rejected_logits = fwd.logits[:b], fwd.logits[b:]
+        inp.reference_chosen_logits, inp.reference_rejected_logits = ref.logits[:b], ref.logits[b:]
+        inp.chosen_labels, inp.rejected_labels = fwd.labels[:b], fwd.labels[b:]
+        inp.reference_chosen_logps, inp.reference_rejected_logps = ref.summed[:b], ref.summed[b:]
+    elif "reference" in needs:
+        ref_lp = _reference(p, seqs, temperature)
+        inp.reference_chosen_logps, inp.reference_rejected_logps = ref_lp[:b], ref_lp[b:]
+    if "prompt_augmented" in needs:
+        aug = [ex.augmented_chosen for ex in batch] + [ex.augmented_rejected for ex in batch]
+        with torch.no_grad():  # Δ is a stop-gradient term: the live policy scores p ⊕ x without a graph
+            pol = sequence_logps(p.model, aug, pad, temperature).summed
+        ref_aug = _reference(p, aug, temperature)
+        inp.augmented_policy_chosen_logps, inp.augmented_policy_rejected_logps = pol[:b], pol[b:]
+        inp.augmented_reference_chosen_logps, inp.augmented_reference_rejected_logps = ref_aug[:b], ref_aug[b:]
+    return inp, fwd.tokens
+
+
+def _reference(p: Prepared, seqs, temperature) -> torch.Tensor:
+    device = p.accelerator.device
+    if p.cache is not None:
+        return p.cache.lookup(seqs, device)
+    with torch.no_grad():
+        return sequence_logps(p.reference, seqs, p.pad_id, temperature).summed.to(device)
+
+
+def prepare_examples(examples, tokenizer, cfg: TrainConfig, spec: LossSpec, params) -> Any:
+    prefix = params.augment_prefix() if "prompt_augmented" in spec.needs else None
+    tok = tokenize(examples, tokenizer, _style(cfg), cfg.max_length, cfg.max_prompt_length, prefix)
+    wants_k = "k_samples" in spec.needs
+    for ex in tok.examples:
+        if wants_k != isinstance(ex, KExample):
+            kind = "K scored completions per prompt" if wants_k else "preference pairs"
+            raise ValueError(f"loss {spec.name!r} trains on {kind}; dataset {cfg.data.name!r} holds the other kind")
+    return tok
+
+
+def _style(cfg: TrainConfig) -> str:
+    return cfg.prompt_style
+
+
+def reference_needs_model(spec: LossSpec) -> bool:
+    return bool({"reference", "reference_logits", "moving_reference"} & spec.needs)
+
+
+def cacheable(spec: LossSpec, cfg: TrainConfig) -> bool:
+    return cfg.reference_cache and "reference" in spec.needs and not ({"reference_logits", "moving_reference"} & spec.needs)
+
+
+def copy_model(model):
+    return copy.deepcopy(model)
+
+
+__all__ = ["train", "train_stage", "TrainResult", "StopTraining", "build_inputs", "example_length", "run_id_of"]

@@ -1,0 +1,66 @@
+"""Reference log-probs computed once and cached in the store.
+
+The key is hash(reference weight fingerprint, prompt token ids, response token ids, temperature): the same reference
+model on the same tokenised data is never scored twice, across runs, losses and β values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from evalharness.hashing import content_hash
+from trainers.batching import Seq
+from trainers.logps import sequence_logps
+
+
+@dataclass
+class CacheReport:
+    sequences: int
+    hits: int
+    computed: int
+    seconds: float
+
+
+class ReferenceCache:
+    def __init__(self, store, fingerprint: str, temperature: float):
+        self.store, self.fingerprint, self.temperature = store, fingerprint, temperature
+        self.values: dict[str, float] = {}
+
+    def key(self, seq: Seq) -> str:
+        return content_hash(["reference-logp", self.fingerprint, seq.prompt, seq.response, self.temperature])
+
+    def fill(self, model, seqs: list[Seq], pad_id: int, batch_size: int, progress: bool = True, write: bool = True):
+        """Load what the store has; score the rest in batches (longest first, little padding) and store it."""
+        start = time.perf_counter()
+        keys = {self.key(s): s for s in seqs}
+        found = self.store.get_reference_logps(list(keys))
+        self.values.update({k: v[0] for k, v in found.items()})
+        todo = sorted((s for k, s in keys.items() if k not in found), key=len, reverse=True)
+        bar = tqdm(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress or not todo)
+        was_training = model.training
+        model.eval()
+        pending = []
+        with torch.no_grad():
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i : i + batch_size]
+                fwd = sequence_logps(model, chunk, pad_id, self.temperature)
+                for s, lp, n in zip(chunk, fwd.summed.tolist(), fwd.lengths.tolist()):
+                    k = self.key(s)
+                    self.values[k] = lp
+                    pending.append((k, lp, int(n)))
+                if write and len(pending) >= 1024:  # write as we go: an interrupted build resumes
+                    self.store.put_reference_logps(self.fingerprint, pending)
+                    pending = []
+                bar.update(len(chunk))
+        if write:
+            self.store.put_reference_logps(self.fingerprint, pending)
+        bar.close()
+        model.train(was_training)
+        return CacheReport(len(keys), len(found), len(todo), time.perf_counter() - start)
+
+    def lookup(self, seqs: list[Seq], device) -> torch.Tensor:
+        return torch.tensor([self.values[self.key(s)] for s in seqs], dtype=torch.float32, device=device)
