@@ -52,12 +52,14 @@ class Tokenized:
 class Encoder:
     """Renders prompts/responses (evalharness.models) and applies the truncation rule."""
 
-    def __init__(self, tokenizer, style: str, max_length: int, max_prompt_length: int):
-        from evalharness.models import render_prompt, render_response
+    def __init__(self, tokenizer, style: str, max_length: int, max_prompt_length: int, render=None):
+        if render is None:
+            from evalharness.models import render_prompt, render_response
 
+            render = (render_prompt, render_response)
         self.tok, self.style = tokenizer, style
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
-        self._render_prompt, self._render_response = render_prompt, render_response
+        self._render_prompt, self._render_response = render
         self.truncated = False
 
     def prompt_ids(self, x: PromptText, prefix: str = "") -> list[int]:

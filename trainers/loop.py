@@ -206,6 +206,9 @@ class _null:
         return False
 
 
+_LOOP_METRICS = {"loss", "rewards/chosen", "rewards/rejected", "margin", "accuracy", "grad_norm", "lr", "tokens_per_s"}
+
+
 def _accumulate(sums: dict[str, float], stats: dict[str, list], out) -> None:
     sums["loss"] = sums.get("loss", 0.0) + float(out.losses.detach().mean())
     if out.chosen_rewards is not None:
@@ -214,6 +217,8 @@ def _accumulate(sums: dict[str, float], stats: dict[str, list], out) -> None:
                      ("margin", (c - r).mean()), ("accuracy", (c > r).float().mean())):
             sums[k] = sums.get(k, 0.0) + float(v)
     for k, v in out.metrics.items():
+        if k in _LOOP_METRICS:  # the loop's own names win; a loss's same-named metric is kept beside them
+            k = f"loss/{k}"
         sums[k] = sums.get(k, 0.0) + float(torch.as_tensor(v).detach().float().mean())
     for k, v in out.step_stats.items():
         stats.setdefault(k, []).append(v.detach().float().reshape(-1))

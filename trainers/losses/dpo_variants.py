@@ -97,7 +97,9 @@ def hinge_loss(inputs: LossInputs, params: HingeParams) -> LossOutput:
     z = params.beta * log_ratio_margin(inputs)
     losses = torch.relu(1.0 - z)
     chosen, rejected = implicit_rewards(inputs, params.beta)
-    return LossOutput(losses, chosen, rejected, metrics={"active": (z < 1.0).to(z.dtype).detach()})
+    # The share of pairs still inside the margin: only they train, so it shows when the hinge has gone quiet.
+    active = (z < 1.0).to(z.dtype).detach()
+    return LossOutput(losses, chosen, rejected, metrics={"active": active})
 
 
 @dataclass

@@ -81,8 +81,11 @@ def monotonicity_sign(inputs: LossInputs, eps: float) -> Tensor:
         inputs.policy_chosen_logits, inputs.reference_chosen_logits, inputs.chosen_labels, inputs.chosen_mask, eps
     )
     r_lo, r, r_hi = perturbed_logps(
-        inputs.policy_rejected_logits, inputs.reference_rejected_logits, inputs.rejected_labels,
-        inputs.rejected_mask, eps,
+        inputs.policy_rejected_logits,
+        inputs.reference_rejected_logits,
+        inputs.rejected_labels,
+        inputs.rejected_mask,
+        eps,
     )
     z_minus, z, z_plus = c_lo - r_lo, c - r, c_hi - r_hi
     relaxed = (z_minus > z) & (z > z_plus)
@@ -108,11 +111,12 @@ def edpo_loss(inputs: LossInputs, params: EDPOParams) -> LossOutput:
     h_rejected = inputs.policy_rejected_logps - inputs.reference_rejected_logps
     beta_tilde = (beta / (1 + params.eps_step * s)).to(h_chosen.dtype)
     losses = -logsigmoid(beta_tilde * (h_chosen - h_rejected))
+    # [B] tensors: the loop averages them, so the shares and mean(s) come out over the logged batch.
     metrics = {
         "beta": torch.tensor(beta),
-        "relaxed": (s > 0).float(),
-        "tightened": (s < 0).float(),
-        "s": s,
+        "relaxed_share": (s > 0).float(),
+        "tightened_share": (s < 0).float(),
+        "mean_s": s,
     }
     return LossOutput(
         losses=losses,

@@ -1,0 +1,463 @@
+"""Load a dataset named by a ``DatasetSpec`` through the datasets registry.
+
+``load(spec)`` looks ``spec.name`` up in the datasets registry (strict, with a "did you mean" hint) and calls the
+entry with the spec. Every entry returns a ``Loaded(examples, report)`` (a named tuple, so ``examples, report =
+load(spec)`` works): ``examples`` is a ``list[PreferencePair]`` or a ``list[ScoredSamples]``; ``report`` is a
+``LoadReport`` that counts the rows read, the examples kept, and the rows skipped by reason, with the first few
+skipped locations spelled out.
+
+Rules every built-in loader keeps (see ``presets`` for the formats):
+
+- Bad input raises ``DataError`` naming the file, the 1-based row and the field. For ``.jsonl`` the row is the line
+  number; for ``.json`` and ``.parquet`` it is the record's 1-based position; for the hub it is the record's 1-based
+  index in the split. Nothing is returned partially: a loader raises or returns everything.
+- A row is skipped (never silently) only when it parses but carries no training signal: an empty or whitespace-only
+  response when the spec's ``on_empty`` policy is ``"skip"``, a pair whose two sides are identical, or an exact
+  duplicate of an earlier example (same id). Each skip is counted in the report under its reason.
+- Example ids are content hashes (``evalharness.hashing.content_hash``) of the parsed example, so the same pair read
+  from jsonl, parquet or the hub has the same id, and ids do not depend on column names, extra columns or row order.
+- ``limit`` keeps the first ``limit`` examples and stops reading; rows past that point are not checked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import math
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from evalharness.data.types import DataError, Message, PreferencePair, PromptText, ScoredSamples
+from evalharness.hashing import content_hash
+
+ON_EMPTY = ("error", "skip")
+FORMATS = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".json": "json", ".json.gz": "json", ".parquet": "parquet"}
+ROLES = ("system", "user", "assistant")
+_SHOWN_SKIPS = 20  # skipped locations spelled out in a report; the counts are always complete
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What to load.
+
+    ``name`` is a datasets-registry preset. ``path`` is a local file; without one, presets that can reach the Hugging
+    Face hub load ``hub_id`` (or the preset's own hub id) at ``split`` (or the preset's default split). ``columns`` maps
+    the preset's roles (e.g. ``prompt``, ``chosen``) to column names in the file. ``limit`` keeps the first N examples.
+    ``on_empty`` says what an empty response does: ``"error"`` raises, ``"skip"`` skips and counts the row; ``None``
+    takes the preset's default (``"skip"`` for hh-rlhf, whose public files hold a few empty chosen responses;
+    ``"error"`` elsewhere).
+    """
+
+    name: str
+    path: str | None = None
+    split: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    hub_id: str | None = None
+    on_empty: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"DatasetSpec.name must be a non-empty preset name, got {self.name!r}")
+        if self.path is not None:
+            if not isinstance(self.path, (str, Path)) or not str(self.path):
+                raise ValueError(f"DatasetSpec.path must be a file path, got {self.path!r}")
+            object.__setattr__(self, "path", str(self.path))
+        for name in ("split", "hub_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"DatasetSpec.{name} must be a non-empty string or None, got {value!r}")
+        if not isinstance(self.columns, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in self.columns.items()
+        ):
+            raise ValueError(f"DatasetSpec.columns must map role names to column names, got {self.columns!r}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0):
+            raise ValueError(f"DatasetSpec.limit must be a non-negative int or None, got {self.limit!r}")
+        if self.on_empty is not None and self.on_empty not in ON_EMPTY:
+            raise ValueError(f"DatasetSpec.on_empty must be one of {ON_EMPTY} or None, got {self.on_empty!r}")
+
+
+@dataclass
+class LoadReport:
+    """What a load read and what it left out, and why."""
+
+    preset: str
+    source: str
+    rows_read: int = 0
+    examples: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped_at: list[str] = field(default_factory=list)  # the first few "source:row field 'f': reason"
+    counts: dict[str, int] = field(default_factory=dict)  # preset-specific facts (multi-turn prompts, x+ != x-, ...)
+    limited: bool = False  # stopped at spec.limit before the end of the source
+
+    def skip(self, row: int | None, field_name: str | None, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.skipped_at) < _SHOWN_SKIPS:
+            self.skipped_at.append(str(DataError(self.source, row, field_name, reason)))
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        """One line, e.g. ``hh-rlhf (data.jsonl.gz): 2312 rows, 2308 examples, 4 skipped (empty response: 4)``."""
+        line = f"{self.preset} ({self.source}): {self.rows_read} rows, {self.examples} examples"
+        if self.skipped:
+            reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped.items()))
+            line += f", {self.n_skipped} skipped ({reasons})"
+        if self.limited:
+            line += ", stopped at the limit"
+        return line
+
+
+class Loaded(NamedTuple):
+    examples: list[PreferencePair] | list[ScoredSamples]
+    report: LoadReport
+
+
+def load(spec: DatasetSpec) -> Loaded:
+    """Load ``spec`` through the datasets registry. Unknown names raise ``RegistryError`` with a "did you mean" hint."""
+    from evalharness.plugins import registry
+
+    loader = registry("datasets").get(spec.name)
+    result = loader(spec)
+    if not isinstance(result, Loaded):  # a plugin that returns a bare list still gets a report
+        examples = list(result)
+        report = LoadReport(spec.name, spec.path or spec.hub_id or spec.name, len(examples), len(examples))
+        result = Loaded(examples, report)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------- rows
+
+
+class SkipRow(Exception):
+    """Raised by a row converter for a row that is skipped and counted, not an error."""
+
+    def __init__(self, field_name: str | None, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field_name, reason
+
+
+@dataclass
+class Row:
+    """One record and where it came from; ``error`` builds the DataError that names them."""
+
+    source: str
+    number: int
+    record: Any
+
+    def error(self, field_name: str | None, problem: str) -> DataError:
+        return DataError(self.source, self.number, field_name, problem)
+
+    def mapping(self) -> dict:
+        if not isinstance(self.record, dict):
+            raise self.error(None, f"expected a JSON object, got {_kind(self.record)}")
+        return self.record
+
+
+def resolve_columns(spec: DatasetSpec, roles: Iterable[str]) -> dict[str, str]:
+    """Role -> column name, the spec's mapping over the identity; an unknown role is an error with a hint."""
+    roles = tuple(roles)
+    for role in spec.columns:
+        if role not in roles:
+            hint = difflib.get_close_matches(role, roles, n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            known = ", ".join(roles) or "none"
+            raise DataError(f"dataset {spec.name!r}", None, "columns", f"unknown role {role!r}{did} (roles: {known})")
+    return {role: spec.columns.get(role, role) for role in roles}
+
+
+_MISSING = object()
+
+
+def get_column(row: Row, column: str, required: bool = True) -> Any:
+    """The value of ``column``; a missing required column names the columns present and the closest match."""
+    record = row.mapping()
+    if column in record:
+        return record[column]
+    if not required:
+        return _MISSING
+    present = sorted(str(k) for k in record)
+    hint = difflib.get_close_matches(column, present, n=1, cutoff=0.6)
+    did = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise row.error(column, f"missing column{did} (present: {', '.join(present) or 'none'})")
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def get_text(row: Row, field_name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise row.error(field_name, f"expected a string, got {_kind(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a JSON "\ud800" escape decodes to a lone surrogate
+        raise row.error(field_name, f"not valid UTF-8 text (unpaired surrogate at character {e.start + 1})") from None
+    return value
+
+
+def get_messages(row: Row, field_name: str, value: Any) -> tuple[Message, ...]:
+    """A list of ``{role, content}`` objects, roles among system/user/assistant."""
+    if not isinstance(value, list):
+        raise row.error(field_name, f"expected a list of {{role, content}} messages, got {_kind(value)}")
+    out = []
+    for i, m in enumerate(value):
+        where = f"{field_name}[{i}]"
+        if not isinstance(m, dict):
+            raise row.error(where, f"expected a {{role, content}} message, got {_kind(m)}")
+        for key in ("role", "content"):
+            if key not in m:
+                raise row.error(where, f"message has no {key!r} (keys: {', '.join(sorted(map(str, m))) or 'none'})")
+        role = get_text(row, f"{where}.role", m["role"])
+        if role not in ROLES:
+            hint = difflib.get_close_matches(role, ROLES, n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise row.error(f"{where}.role", f"unknown role {role!r}{did} (roles: {', '.join(ROLES)})")
+        out.append(Message(role, get_text(row, f"{where}.content", m["content"])))
+    return tuple(out)
+
+
+def get_prompt(row: Row, field_name: str, value: Any) -> PromptText:
+    """A prompt: a string used verbatim, or a list of messages."""
+    if isinstance(value, str):
+        return get_text(row, field_name, value)
+    if isinstance(value, list):
+        return get_messages(row, field_name, value)
+    raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {_kind(value)}")
+
+
+def get_response(row: Row, field_name: str, value: Any, on_empty: str) -> tuple[tuple[Message, ...], str]:
+    """(context, response) from a string (no context) or a message list whose LAST message is the assistant's."""
+    if isinstance(value, str):
+        context, response = (), get_text(row, field_name, value)
+    elif isinstance(value, list):
+        messages = get_messages(row, field_name, value)
+        if not messages or messages[-1].role != "assistant":
+            last = messages[-1].role if messages else "nothing"
+            raise row.error(field_name, f"a message-list response must end with an assistant message, got {last}")
+        context, response = messages[:-1], messages[-1].content
+    else:
+        raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {_kind(value)}")
+    check_nonempty(row, field_name, response, on_empty)
+    return context, response
+
+
+def check_nonempty(row: Row, field_name: str, text: str, on_empty: str) -> None:
+    if text.strip():
+        return
+    if on_empty == "skip":
+        raise SkipRow(field_name, "empty response")
+    raise row.error(field_name, "empty response (on_empty='skip' skips and counts such rows)")
+
+
+def get_number(row: Row, field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise row.error(field_name, f"expected a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise row.error(field_name, "number too large for a float") from None
+    if not math.isfinite(number):
+        raise row.error(field_name, f"expected a finite number, got {number}")
+    return number
+
+
+def pair_id(x_pos: PromptText, y_pos: str, x_neg: PromptText, y_neg: str) -> str:
+    return content_hash({"x_pos": x_pos, "y_pos": y_pos, "x_neg": x_neg, "y_neg": y_neg})
+
+
+def collect(
+    report: LoadReport, rows: Iterable[Row], convert: Callable[[Row], list], limit: int | None
+) -> list[PreferencePair] | list[ScoredSamples]:
+    """Run ``convert`` over ``rows``: count skips and duplicates, stop at ``limit``; DataErrors propagate."""
+    examples: list = []
+    seen: set[str] = set()
+    if limit == 0:
+        report.limited = True
+        return examples
+    for row in rows:
+        report.rows_read += 1
+        try:
+            produced = convert(row)
+        except SkipRow as skip:
+            report.skip(row.number, skip.field, skip.reason)
+            continue
+        for example in produced:
+            if example.id in seen:
+                report.skip(row.number, None, "duplicate")
+                continue
+            seen.add(example.id)
+            examples.append(example)
+            if limit is not None and len(examples) >= limit:
+                report.examples = len(examples)
+                report.limited = True
+                return examples
+    report.examples = len(examples)
+    return examples
+
+
+# ------------------------------------------------------------------------------------------------------- sources
+
+
+def open_source(
+    spec: DatasetSpec,
+    *,
+    hub_id: str | None = None,
+    split: str | None = None,
+    fmt: str | None = None,
+    list_key: str | None = None,
+) -> tuple[str, Iterator[Row]]:
+    """(source name, rows) for ``spec``: its local ``path`` if given, otherwise the hub (``spec.hub_id`` or the
+    preset's ``hub_id``, at ``spec.split`` or the preset's ``split``). The hub is never tried when a path is given."""
+    if spec.path is not None:
+        if spec.split is not None:
+            raise DataError(spec.path, None, "split", "a split applies to hub datasets; a local file is one split")
+        return spec.path, read_file(spec.path, fmt, list_key)
+    hub = spec.hub_id or hub_id
+    if hub is None:
+        raise DataError(f"dataset {spec.name!r}", None, "path", "needs path= (a local file) or hub_id=")
+    split = spec.split or split
+    if split is None:
+        raise DataError(f"dataset {spec.name!r}", None, "split", f"needs split= for hub dataset {hub!r}")
+    return f"hub:{hub}[{split}]", read_hub(hub, split)
+
+
+def file_format(path: str) -> str:
+    name = path.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    raise DataError(path, None, None, f"unknown file type; expected one of {', '.join(FORMATS)}")
+
+
+def read_file(path: str, fmt: str | None = None, list_key: str | None = None) -> Iterator[Row]:
+    """Rows of a local jsonl(.gz), json(.gz) or parquet file. Checks the path now; reads lazily."""
+    fmt = fmt or file_format(path)
+    p = Path(path)
+    if not p.exists():
+        raise DataError(path, None, None, "no such file")
+    if not p.is_file():
+        raise DataError(path, None, None, "not a file")
+    if fmt == "jsonl":
+        return _read_jsonl(path)
+    if fmt == "json":
+        return _read_json(path, list_key)
+    if fmt == "parquet":
+        return _read_parquet(path)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _open_bytes(path: str):
+    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
+
+
+def _read_jsonl(path: str) -> Iterator[Row]:
+    number = 0
+    try:
+        with _open_bytes(path) as f:
+            for number, raw in enumerate(f, start=1):
+                text = _decode(path, number, raw, first=number == 1)
+                if not text.strip():
+                    continue
+                yield Row(path, number, _parse_json(path, number, text))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(path, number + 1, None, f"corrupt gzip data ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _read_json(path: str, list_key: str | None) -> Iterator[Row]:
+    try:
+        with _open_bytes(path) as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(path, None, None, f"corrupt gzip data ({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(path, line, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+    except (ValueError, RecursionError) as e:
+        raise DataError(path, None, None, f"malformed JSON: {_first_line(e)}") from None
+    if isinstance(data, dict) and list_key is not None and list_key in data:
+        data = data[list_key]
+    if not isinstance(data, list):
+        wanted = "a JSON array of records" + (f" (or an object with a {list_key!r} array)" if list_key else "")
+        raise DataError(path, None, None, f"expected {wanted}, got {_kind(data)}")
+    for number, record in enumerate(data, start=1):
+        yield Row(path, number, record)
+
+
+def _read_parquet(path: str) -> Iterator[Row]:
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        records = pq.read_table(path).to_pylist()
+    except (pyarrow.ArrowException, OSError, ValueError) as e:
+        raise DataError(path, None, None, f"not a readable parquet file ({type(e).__name__}: {_first_line(e)})") from None
+    for number, record in enumerate(records, start=1):
+        yield Row(path, number, record)
+
+
+def read_hub(hub_id: str, split: str) -> Iterator[Row]:
+    """Rows of a hub dataset split. Any failure (offline, unknown id or split) is one DataError line, no traceback."""
+    source = f"hub:{hub_id}[{split}]"
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(hub_id, split=split)
+    except Exception as e:  # the hub client raises many types; the user needs one line and what to do
+        raise DataError(
+            source, None, None, f"could not load from the hub ({type(e).__name__}: {_first_line(e)}); pass path= to a local copy"
+        ) from None
+    for number, record in enumerate(dataset, start=1):
+        yield Row(source, number, record)
+
+
+def _decode(path: str, number: int, raw: bytes, first: bool) -> str:
+    try:
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, number, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+
+
+def _parse_json(path: str, number: int, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, number, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+    except (ValueError, RecursionError) as e:  # too-long integers, too-deep nesting
+        raise DataError(path, number, None, f"malformed JSON: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__

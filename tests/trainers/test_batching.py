@@ -1,0 +1,68 @@
+import torch
+
+from trainers.batching import Encoder, Seq, batch_order, collate
+from trainers.logps import sequence_logps
+
+
+class _Tok:
+    """A whitespace tokenizer: one id per word, so the truncation arithmetic is easy to check by hand."""
+
+    eos_token_id = 1
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [10 + len(w) for w in text.split()]}
+
+
+def test_truncation_keeps_the_end_of_the_prompt_and_the_start_of_the_response():
+    verbatim = (lambda tok, x, style: x, lambda tok, y, style: y)
+    enc = Encoder(_Tok(), "plain", max_length=6, max_prompt_length=3, render=verbatim)
+    # prompt words of lengths 1..5 -> ids 11..15; keep the last 3: 13 14 15
+    # response lengths 6,7,8,9 -> 16 17 18 19, plus eos 1; room = 6 - 3 = 3: 16 17 18
+    s = enc.seq("a bb ccc dddd eeeee", "ffffff ggggggg hhhhhhhh iiiiiiiii")
+    assert s.prompt == (13, 14, 15) and s.response == (16, 17, 18)
+    assert enc.truncated
+    enc.truncated = False
+    s = enc.seq("a", "bb")
+    assert s.prompt == (11,) and s.response == (12, 1) and not enc.truncated
+
+
+def test_batch_order_is_deterministic_bucketed_and_drops_the_incomplete_batch():
+    lengths = [5, 100, 7, 98, 6, 99, 8, 97]
+    a = batch_order(lengths, 2, seed=0, epoch=0)
+    assert a == batch_order(lengths, 2, seed=0, epoch=0)
+    assert a != batch_order(lengths, 2, seed=0, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(8))
+    assert len(batch_order(lengths + [3], 2, seed=0, epoch=0)) == 4  # 9 examples: the odd one waits an epoch
+    for b in a:  # sorted within a chunk: short with short, long with long
+        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 3
+
+
+def test_collate_masks_only_the_response():
+    ids, attn, resp = collate([Seq((5, 6), (7,)), Seq((5,), (8, 9, 2))], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7, 0], [5, 8, 9, 2]]
+    assert attn.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert resp.tolist() == [[False, False, True, False], [False, True, True, True]]
+
+
+class _Bigram(torch.nn.Module):
+    """logits at position t depend only on token t, so log-probs can be checked against a table by hand."""
+
+    def __init__(self, vocab=6):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        return type("Out", (), {"logits": self.table[input_ids]})()
+
+
+def test_sequence_logps_sum_only_response_tokens_at_the_given_temperature():
+    model = _Bigram()
+    seqs = [Seq((1, 2), (3, 4)), Seq((1,), (5,))]
+    fwd = sequence_logps(model, seqs, pad_id=0, temperature=0.8)
+    logp = torch.log_softmax(model.table / 0.8, dim=-1)
+    # seq 0: tokens 3 (after 2) and 4 (after 3); seq 1: token 5 (after 1); the pad after it is masked
+    expected = torch.stack([logp[2, 3] + logp[3, 4], logp[1, 5]])
+    assert torch.allclose(fwd.summed, expected, atol=1e-6)
+    assert fwd.lengths.tolist() == [2.0, 1.0]
+    assert fwd.tokens == 6
