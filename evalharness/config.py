@@ -30,9 +30,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    name: str = "hh-rlhf"
+    name: str = "synthetic"  # the embedded task: runs offline with no third-party data
     path: str | None = None
-    split: str = "train"
+    split: str | None = None  # hub split; None takes the preset's default
     columns: dict[str, str] = field(default_factory=dict)
     limit: int | None = None
     eval_fraction: float = 0.05  # held out by content hash for `evalharness eval`; 5% keeps most data for training

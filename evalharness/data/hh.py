@@ -31,8 +31,10 @@ class HHFormatError(ValueError):
 def split_dialogue(text: str) -> tuple[tuple[Message, ...], str]:
     """Split a whole dialogue into (prompt history, response) at its last ``"\\n\\nAssistant:"``.
 
-    >>> split_dialogue("\\n\\nHuman: hi\\n\\nAssistant: hello\\n\\nHuman: bye\\n\\nAssistant: ciao")
-    ((Message(role='user', content='hi'), Message(role='assistant', content='hello'), Message(role='user', content='bye')), 'ciao')
+    >>> split_dialogue("\\n\\nHuman: hi\\n\\nAssistant: yo\\n\\nHuman: bye\\n\\nAssistant: ciao")[1]
+    'ciao'
+    >>> split_dialogue("\\n\\nHuman: hi\\n\\nAssistant: yo")
+    ((Message(role='user', content='hi'),), 'yo')
     """
     cut = text.rfind(ASSISTANT)
     if cut < 0:

@@ -17,6 +17,7 @@ Rules every built-in loader keeps (see ``presets`` for the formats):
 - Example ids are content hashes (``evalharness.hashing.content_hash``) of the parsed example, so the same pair read
   from jsonl, parquet or the hub has the same id, and ids do not depend on column names, extra columns or row order.
 - ``limit`` keeps the first ``limit`` examples and stops reading; rows past that point are not checked.
+- A source with no records at all (an empty file, ``[]``) is a DataError; one whose rows were all skipped is not.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class DatasetSpec:
             isinstance(k, str) and isinstance(v, str) and v for k, v in self.columns.items()
         ):
             raise ValueError(f"DatasetSpec.columns must map role names to column names, got {self.columns!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0
+        ):
             raise ValueError(f"DatasetSpec.limit must be a non-negative int or None, got {self.limit!r}")
         if self.on_empty is not None and self.on_empty not in ON_EMPTY:
             raise ValueError(f"DatasetSpec.on_empty must be one of {ON_EMPTY} or None, got {self.on_empty!r}")
@@ -93,6 +96,7 @@ class LoadReport:
     skipped_at: list[str] = field(default_factory=list)  # the first few "source:row field 'f': reason"
     counts: dict[str, int] = field(default_factory=dict)  # preset-specific facts (multi-turn prompts, x+ != x-, ...)
     limited: bool = False  # stopped at spec.limit before the end of the source
+    notes: list[str] = field(default_factory=list)  # settings that did not apply, said out loud
 
     def skip(self, row: int | None, field_name: str | None, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -114,7 +118,7 @@ class LoadReport:
             line += f", {self.n_skipped} skipped ({reasons})"
         if self.limited:
             line += ", stopped at the limit"
-        return line
+        return "; ".join([line, *self.notes])
 
 
 class Loaded(NamedTuple):
@@ -159,7 +163,7 @@ class Row:
 
     def mapping(self) -> dict:
         if not isinstance(self.record, dict):
-            raise self.error(None, f"expected a JSON object, got {_kind(self.record)}")
+            raise self.error(None, f"expected a JSON object, got {kind_of(self.record)}")
         return self.record
 
 
@@ -197,7 +201,7 @@ def is_missing(value: Any) -> bool:
 
 def get_text(row: Row, field_name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise row.error(field_name, f"expected a string, got {_kind(value)}")
+        raise row.error(field_name, f"expected a string, got {kind_of(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:  # a JSON "\ud800" escape decodes to a lone surrogate
@@ -208,12 +212,12 @@ def get_text(row: Row, field_name: str, value: Any) -> str:
 def get_messages(row: Row, field_name: str, value: Any) -> tuple[Message, ...]:
     """A list of ``{role, content}`` objects, roles among system/user/assistant."""
     if not isinstance(value, list):
-        raise row.error(field_name, f"expected a list of {{role, content}} messages, got {_kind(value)}")
+        raise row.error(field_name, f"expected a list of {{role, content}} messages, got {kind_of(value)}")
     out = []
     for i, m in enumerate(value):
         where = f"{field_name}[{i}]"
         if not isinstance(m, dict):
-            raise row.error(where, f"expected a {{role, content}} message, got {_kind(m)}")
+            raise row.error(where, f"expected a {{role, content}} message, got {kind_of(m)}")
         for key in ("role", "content"):
             if key not in m:
                 raise row.error(where, f"message has no {key!r} (keys: {', '.join(sorted(map(str, m))) or 'none'})")
@@ -232,7 +236,7 @@ def get_prompt(row: Row, field_name: str, value: Any) -> PromptText:
         return get_text(row, field_name, value)
     if isinstance(value, list):
         return get_messages(row, field_name, value)
-    raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {_kind(value)}")
+    raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {kind_of(value)}")
 
 
 def get_response(row: Row, field_name: str, value: Any, on_empty: str) -> tuple[tuple[Message, ...], str]:
@@ -246,7 +250,7 @@ def get_response(row: Row, field_name: str, value: Any, on_empty: str) -> tuple[
             raise row.error(field_name, f"a message-list response must end with an assistant message, got {last}")
         context, response = messages[:-1], messages[-1].content
     else:
-        raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {_kind(value)}")
+        raise row.error(field_name, f"expected a string or a list of {{role, content}} messages, got {kind_of(value)}")
     check_nonempty(row, field_name, response, on_empty)
     return context, response
 
@@ -261,7 +265,7 @@ def check_nonempty(row: Row, field_name: str, text: str, on_empty: str) -> None:
 
 def get_number(row: Row, field_name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise row.error(field_name, f"expected a number, got {_kind(value)}")
+        raise row.error(field_name, f"expected a number, got {kind_of(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -301,6 +305,8 @@ def collect(
                 report.examples = len(examples)
                 report.limited = True
                 return examples
+    if report.rows_read == 0:  # an empty file is a wrong path or a failed export, never a dataset to train on
+        raise DataError(report.source, None, None, "holds no records")
     report.examples = len(examples)
     return examples
 
@@ -310,25 +316,29 @@ def collect(
 
 def open_source(
     spec: DatasetSpec,
+    report: LoadReport,
     *,
     hub_id: str | None = None,
     split: str | None = None,
     fmt: str | None = None,
     list_key: str | None = None,
-) -> tuple[str, Iterator[Row]]:
-    """(source name, rows) for ``spec``: its local ``path`` if given, otherwise the hub (``spec.hub_id`` or the
-    preset's ``hub_id``, at ``spec.split`` or the preset's ``split``). The hub is never tried when a path is given."""
+) -> Iterator[Row]:
+    """The rows of ``spec``: its local ``path`` if given, otherwise the hub (``spec.hub_id`` or the preset's
+    ``hub_id``, at ``spec.split`` or the preset's ``split``). The hub is never tried when a path is given. Sets
+    ``report.source``."""
     if spec.path is not None:
-        if spec.split is not None:
-            raise DataError(spec.path, None, "split", "a split applies to hub datasets; a local file is one split")
-        return spec.path, read_file(spec.path, fmt, list_key)
+        report.source = spec.path
+        if spec.split is not None:  # configs carry a split for every source; a local file is one split
+            report.notes.append(f"split {spec.split!r} not applied: a local file is one split")
+        return read_file(spec.path, fmt, list_key)
     hub = spec.hub_id or hub_id
     if hub is None:
         raise DataError(f"dataset {spec.name!r}", None, "path", "needs path= (a local file) or hub_id=")
     split = spec.split or split
     if split is None:
         raise DataError(f"dataset {spec.name!r}", None, "split", f"needs split= for hub dataset {hub!r}")
-    return f"hub:{hub}[{split}]", read_hub(hub, split)
+    report.source = f"hub:{hub}[{split}]"
+    return read_hub(hub, split)
 
 
 def file_format(path: str) -> str:
@@ -394,7 +404,7 @@ def _read_json(path: str, list_key: str | None) -> Iterator[Row]:
         data = data[list_key]
     if not isinstance(data, list):
         wanted = "a JSON array of records" + (f" (or an object with a {list_key!r} array)" if list_key else "")
-        raise DataError(path, None, None, f"expected {wanted}, got {_kind(data)}")
+        raise DataError(path, None, None, f"expected {wanted}, got {kind_of(data)}")
     for number, record in enumerate(data, start=1):
         yield Row(path, number, record)
 
@@ -406,7 +416,9 @@ def _read_parquet(path: str) -> Iterator[Row]:
     try:
         records = pq.read_table(path).to_pylist()
     except (pyarrow.ArrowException, OSError, ValueError) as e:
-        raise DataError(path, None, None, f"not a readable parquet file ({type(e).__name__}: {_first_line(e)})") from None
+        raise DataError(
+            path, None, None, f"not a readable parquet file ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     for number, record in enumerate(records, start=1):
         yield Row(path, number, record)
 
@@ -420,7 +432,10 @@ def read_hub(hub_id: str, split: str) -> Iterator[Row]:
         dataset = datasets.load_dataset(hub_id, split=split)
     except Exception as e:  # the hub client raises many types; the user needs one line and what to do
         raise DataError(
-            source, None, None, f"could not load from the hub ({type(e).__name__}: {_first_line(e)}); pass path= to a local copy"
+            source,
+            None,
+            None,
+            f"could not load from the hub ({type(e).__name__}: {_first_line(e)}); pass path= to a local copy",
         ) from None
     for number, record in enumerate(dataset, start=1):
         yield Row(source, number, record)
@@ -430,7 +445,9 @@ def _decode(path: str, number: int, raw: bytes, first: bool) -> str:
     try:
         return raw.decode("utf-8-sig" if first else "utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(path, number, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+        raise DataError(
+            path, number, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+        ) from None
 
 
 def _parse_json(path: str, number: int, text: str) -> Any:
@@ -447,7 +464,8 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How a JSON value reads in an error message."""
     if value is None:
         return "null"
     if isinstance(value, dict):
