@@ -68,6 +68,8 @@ def test_resume_after_interruption_ends_with_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= 1e-6
+    start = _weights(str(Path(full.checkpoint).parent / "checkpoint-000002"))
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-4  # steps 3-6 really moved the weights
     steps = [s for s, n, _ in store_b.metrics(resumed.run_id) if n == "loss"]
     assert steps == [1, 2, 3, 4, 5, 6]  # step 3 was done twice and stored once
     again = train(cfg_b, store_b, progress=False)[0]
