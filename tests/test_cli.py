@@ -1,0 +1,96 @@
+"""The CLI: one-line errors with exit code 2 and nothing written; train, re-run, validate, ls, runs."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evalharness.cli import app
+
+runner = CliRunner()
+
+
+def _run(args, cwd):
+    import os
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(app, args, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--loss", "dpoo"], "unknown loss 'dpoo'; did you mean 'dpo'"),
+        (["train", "--loss", "dpo", "--set", "betta=0.1"], "has no parameter 'betta'; did you mean 'beta'?"),
+        (["train", "--loss", "dpo", "--set", "beta=abc"], "parameter 'beta' expects float, got 'abc'"),
+        (["train", "--loss", "dpo", "--set", "beta=-1"], "beta must be > 0"),
+        (["train", "--loss", "dpo", "--data", "hh-rlhff"], "unknown dataset 'hh-rlhff'; did you mean 'hh-rlhf'?"),
+        (["train", "--loss", "dpo", "--model", "tiny-lama"], "unknown model 'tiny-lama'; did you mean 'tiny-llama'?"),
+        (["train", "--loss", "sft->dpo", "--set", "kto.beta=1"], "no loss 'kto' in 'sft->dpo'"),
+        (["train", "--loss", "dpo", "--optimizer", "sgd"], "optimizer must be adamw or rmsprop"),
+        (["ls", "lossess"], "unknown registry 'lossess'"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_with_exit_2_and_write_nothing(tmp_path, args, message):
+    result = _run(args, tmp_path)
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert list(tmp_path.iterdir()) == []  # no store, no run directory
+
+
+def test_malformed_data_names_file_line_and_field_and_writes_nothing(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "", "rejected": "c"}\n')
+    result = _run(["train", "--loss", "dpo", "--data", "jsonl", "--path", str(data), "--max-steps", "1"], tmp_path)
+    assert result.exit_code == 2
+    assert "pairs.jsonl:2" in result.stderr and "'chosen'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
+
+
+def test_train_then_rerun_reports_finished_and_lists_the_run(tmp_path):
+    args = ["train", "--loss", "dpo", "--limit", "24", "--max-steps", "2", "--batch-size", "2", "--lr", "1e-3",
+            "--max-length", "96", "--max-prompt-length", "48", "--no-progress"]
+    first = _run(args, tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "2 steps" in first.stdout and "reference log-probs:" in first.stdout and "checkpoint:" in first.stdout
+    second = _run(args, tmp_path)
+    assert second.exit_code == 0 and "already finished at step 2" in second.stdout
+    listed = _run(["runs"], tmp_path)
+    assert "finished" in listed.stdout and listed.stdout.count("\n") == 1
+    assert (tmp_path / "evalharness.duckdb").exists()
+    ckpt = first.stdout.split("checkpoint: ")[1].strip()
+    assert (tmp_path / ckpt / "model.safetensors").exists()
+
+
+def test_toml_config_with_stages_validates(tmp_path):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(
+        'loss = "sft->dpo"\nmodel = "tiny-llama"\n[params]\n"dpo.beta" = 0.5\n'
+        '[data]\nname = "synthetic"\nlimit = 16\n[train]\nmax_steps = 1\nbatch_size = 2\n'
+    )
+    result = _run(["validate", str(cfg)], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "stage 1: sft" in result.stdout and "stage 2: dpo" in result.stdout and "beta=0.5" in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('loss = "dpo"\n[train]\nmax_stpes = 3\n')
+    result = _run(["validate", str(bad)], tmp_path)
+    assert result.exit_code == 2 and "unknown key 'max_stpes'; did you mean 'max_steps'?" in result.stderr
+
+
+def test_ls_lists_losses_with_summaries(tmp_path):
+    result = _run(["ls", "losses"], tmp_path)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("e-dpo ") for line in lines) and len(lines) >= 25
+
+
+def test_help_explains_train(tmp_path):
+    result = _run(["train", "--help"], tmp_path)
+    assert result.exit_code == 0
+    assert "resumes" in result.stdout and "--set" in result.stdout
+    assert Path(tmp_path).exists()
