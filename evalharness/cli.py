@@ -75,8 +75,12 @@ def train(
                      scheduler=scheduler, warmup_steps=warmup_steps, dtype=dtype, reference=reference,
                      logit_temperature=logit_temperature)
         cfg = build_train_config(config, flags, data=data, path=path, limit=limit, overrides=set_)
+        import os
+
+        quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun/accelerate only rank 0 reports
         for line in train_command(cfg, str(store), restart=restart, progress=progress):
-            typer.echo(line)
+            if not quiet:
+                typer.echo(line)
 
 
 @app.command()

@@ -52,8 +52,8 @@ def build_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    for b, ch in sorted(_bytes_to_unicode().items()):
-        vocab[ch] = len(vocab)
+    byte_chars = _bytes_to_unicode()
+    vocab.update({byte_chars[b]: len(SPECIAL_TOKENS) + b for b in range(256)})
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     # No regex split: with no merges it would not change the tokens, only cost time.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)

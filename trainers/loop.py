@@ -86,23 +86,26 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
                                existing["final_step"], "already-finished")
 
     p = prepare(cfg, spec, params, store, out, progress)  # loads data and models; raises before anything is written
-    store.upsert_run(dict(
+    main = p.accelerator.is_main_process  # one process writes the store; the others only read
+    if main:
+        store.upsert_run(dict(
         run_id=run_id, name=name, loss=spec.name, params=dataclasses.asdict(params) if not _weighted(params) else
         {part.spec.name: dataclasses.asdict(part.params) for part in params.parts},
         base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=cfg.identity(),
         code_version=code_version(), status="running", out_dir=str(out), final_step=None,
-    ))
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name, "config": cfg.identity(),
-                                          "code_version": code_version()})
+        ))
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name,
+                                              "config": cfg.identity(), "code_version": code_version()})
     try:
         result = _loop(cfg, spec, params, p, store, run_id, name, out, progress, on_step)
     except BaseException as e:
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, StopTraining)) else "failed"
-        if p.accelerator.is_main_process:
+        if main:
             store.set_run_status(run_id, status)
         raise
-    store.set_run_status(run_id, "finished", final_step=result.steps)
+    if main:
+        store.set_run_status(run_id, "finished", final_step=result.steps)
     return result
 
 
