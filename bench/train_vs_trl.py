@@ -125,25 +125,55 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+class _Clock:
+    """Wall and CPU time at the end of every step. CPU time (one thread) is the number to trust when other processes
+    share the cores: it barely moves under contention, while wall time does."""
+
+    def __init__(self, t0: float):
+        self.t0, self.wall, self.cpu = t0, [], []
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def summary(self) -> dict:
+        return dict(timed_s=self.wall[-1] - self.wall[0], cpu_s=self.cpu[-1] - self.cpu[0],
+                    step_s=[b - a for a, b in zip(self.wall, self.wall[1:])], startup_s=self.wall[0] - self.t0)
+
+
 class _Profile:
-    """torch.profiler over the timed steps when asked; its top ops by self CPU time go into the result."""
+    """When asked: torch.profiler (top ops by self CPU time) and cProfile (top Python functions by own time) over the
+    timed steps. Both slow the steps and inflate RSS: a profiled run is for finding hot spots, not for the table."""
 
     def __init__(self, enabled: bool):
-        self.prof = None
+        self.torch_prof = self.py_prof = None
         if enabled:
+            import cProfile
+
             import torch
 
-            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.torch_prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.py_prof = cProfile.Profile()
 
     def start(self):
-        if self.prof is not None:
-            self.prof.start()
+        if self.torch_prof is not None:
+            self.torch_prof.start()
+            self.py_prof.enable()
 
     def stop(self) -> str | None:
-        if self.prof is None:
+        if self.torch_prof is None:
             return None
-        self.prof.stop()
-        return self.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40)
+        import io
+        import pstats
+
+        self.py_prof.disable()
+        self.torch_prof.stop()
+        ops = self.torch_prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
+                                                   max_name_column_width=40)
+        text = io.StringIO()
+        pstats.Stats(self.py_prof, stream=text).sort_stats("tottime").print_stats(12)
+        python = "\n".join(line for line in text.getvalue().splitlines() if line.strip())
+        return f"{ops}\n{python}"
 
 
 def run_evalharness(spec: dict) -> dict:
@@ -163,11 +193,11 @@ def run_evalharness(spec: dict) -> dict:
     refcache.ReferenceCache.fill = observed_fill
     out = {"rss_after_import_mb": rss_imported, "variants": {}}
     for mode in spec["modes"]:
-        stamps, losses, profile = [], [], _Profile(spec["profile"])
+        clock, losses, profile = _Clock(spec["t0"]), [], _Profile(spec["profile"])
         last = spec["steps"] + 1
 
         def on_step(step, metrics):
-            stamps.append(time.perf_counter())
+            clock.tick()
             losses.append(float(metrics["loss"]))
             if step == 1:
                 profile.start()
@@ -182,9 +212,8 @@ def run_evalharness(spec: dict) -> dict:
         except StopTraining:
             pass
         out["variants"][mode].update(
-            losses=losses, timed_s=stamps[-1] - stamps[0], step_s=[b - a for a, b in zip(stamps, stamps[1:])],
-            ref_precompute_s=sum(r.seconds for r in builds if r.computed) if builds else None,
-            ref_sequences=sum(r.computed for r in builds), startup_s=stamps[0] - spec["t0"])
+            losses=losses, **clock.summary(),
+            ref_precompute_s=sum(r.seconds for r in builds if r.computed) if builds else None)
     return out
 
 
@@ -227,12 +256,12 @@ def run_trl(spec: dict) -> dict:
 
     out = {"rss_after_import_mb": rss_imported, "variants": {}}
     for mode in spec["modes"]:
-        stamps, losses, profile = [], [], _Profile(spec["profile"])
+        clock, losses, profile = _Clock(spec["t0"]), [], _Profile(spec["profile"])
         last = spec["steps"] + 1
 
         class Clock(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                stamps.append(time.perf_counter())
+                clock.tick()
                 if state.global_step == 1:
                     profile.start()
                 if state.global_step == last:
@@ -255,10 +284,8 @@ def run_trl(spec: dict) -> dict:
                                    train_dataset=Dataset.from_list(spec["rows"]), callbacks=[Clock()])
         trainer.train()
         out["variants"][mode].update(
-            losses=losses, timed_s=stamps[-1] - stamps[0], step_s=[b - a for a, b in zip(stamps, stamps[1:])],
-            startup_s=stamps[0] - spec["t0"],
+            losses=losses, **clock.summary(),
             ref_precompute_s=timings["ref_precompute_s"] if mode == "precompute" else None,
-            ref_sequences=2 * len(spec["rows"]) if mode == "precompute" else 0,
             tokens_seen=getattr(trainer, "_total_train_tokens", None))
         del trainer, policy, reference
     return out
@@ -408,20 +435,21 @@ def _run(args, spec: dict) -> int:
                 raise SystemExit(f"{name}: TRL processed {seen} tokens, evalharness's schedule has "
                                  f"{sum(spec['tokens'])}: the batches differ, so the comparison would be unfair")
             runs[name].append(dict(v, peak_rss_mb=r["peak_rss_mb"], rss_after_import_mb=r["rss_after_import_mb"],
-                                   tokens_per_s=timed_tokens / v["timed_s"]))
+                                   tokens_per_s=timed_tokens / v["timed_s"], tokens_per_cpu_s=timed_tokens / v["cpu_s"]))
     results = {name: summarise(rs) for name, rs in runs.items()}
 
     print()
-    head = (f"{'trainer':<16}{'reference log-probs':<31}{'ref build s':>12}{'tokens/s':>10}{'spread':>8}"
+    head = (f"{'trainer':<16}{'reference log-probs':<31}{'ref build s':>12}{'tokens/s':>10}{'spread':>8}{'tok/CPU-s':>11}"
             f"{'p50 s/step':>11}{'max s/step':>11}{'peak RSS MB':>13}{'RSS import':>12}{'startup s':>11}")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         build = f"{r['ref_precompute_s']:.2f}" if r["ref_precompute_s"] is not None else "-"
         print(f"{CONFIGS[name][0]:<16}{CONFIGS[name][1]:<31}{build:>12}{r['tokens_per_s']:>10.0f}"
-              f"{r['spread']:>7.0%} {r['p50_step_s']:>11.3f}{r['max_step_s']:>11.3f}{r['peak_rss_mb']:>13.0f}"
+              f"{r['spread']:>7.0%} {r['tokens_per_cpu_s']:>11.0f}{r['p50_step_s']:>11.3f}{r['max_step_s']:>11.3f}{r['peak_rss_mb']:>13.0f}"
               f"{r['rss_after_import_mb']:>12.0f}{r['startup_s']:>11.1f}")
     print("medians over processes. tokens/s: all timed steps / their wall time; spread: (max - min) / median of it;\n"
+          "tok/CPU-s: the same tokens / the process's CPU time over those steps (steadier when the cores are shared);\n"
           "p50 / max s/step: median and slowest timed step; ref build: one-off reference log-probs of all pairs;\n"
           "startup: process start to the end of the warm-up step (imports, model loading and ref build included)")
 
@@ -433,7 +461,8 @@ def _run(args, spec: dict) -> int:
         if ours in results and theirs in results:
             label = f"TRL(best: {theirs[4:]})" if theirs == best else f"TRL({theirs[4:]})"
             a, b = results[ours], results[theirs]
-            print(f"evalharness({ours[3:]}) / {label} = {ratio(a['tokens_per_s'], b['tokens_per_s'])} tokens/s, "
+            print(f"evalharness({ours[3:]}) / {label} = {ratio(a['tokens_per_s'], b['tokens_per_s'])} tokens/s "
+                  f"({ratio(a['tokens_per_cpu_s'], b['tokens_per_cpu_s'])} per CPU-second), "
                   f"{ratio(a['peak_rss_mb'], b['peak_rss_mb'])} peak RSS")
 
     failures = []
@@ -453,8 +482,11 @@ def _run(args, spec: dict) -> int:
         failures += perturbed_check(spec)
     print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
     if args.profile:
+        print("PROFILED RUN: the profilers slow every step and inflate RSS; use an unprofiled run for the table")
+    if args.profile:
         for name, rs in runs.items():
-            print(f"\n## torch.profiler, {name}, timed steps (self CPU time)\n{rs[0]['profile']}")
+            print(f"\n## {name}: torch.profiler top ops, then cProfile top functions, over the timed steps\n"
+                  f"{rs[0]['profile']}")
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1
@@ -464,8 +496,8 @@ def _run(args, spec: dict) -> int:
 
 def summarise(rs: list[dict]) -> dict:
     speeds = [r["tokens_per_s"] for r in rs]
-    out = {k: median([r[k] for r in rs]) for k in ("tokens_per_s", "timed_s", "peak_rss_mb", "rss_after_import_mb",
-                                                   "startup_s")}
+    out = {k: median([r[k] for r in rs]) for k in ("tokens_per_s", "tokens_per_cpu_s", "timed_s", "peak_rss_mb",
+                                                   "rss_after_import_mb", "startup_s")}
     out["p50_step_s"] = median([median(r["step_s"]) for r in rs])
     out["max_step_s"] = median([max(r["step_s"]) for r in rs])
     builds = [r["ref_precompute_s"] for r in rs if r["ref_precompute_s"] is not None]

@@ -25,7 +25,7 @@ def test_dpo_on_smollm2_with_hh_rlhf_writes_a_checkpoint_transformers_reloads(tm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cfg = TrainConfig(loss="dpo", model="smollm2-135m", data=DataConfig(name="hh-rlhf", path=str(HH), limit=16),
-                      max_steps=2, batch_size=4, max_length=128, max_prompt_length=64, lr=1e-5,
+                      max_steps=2, batch_size=4, max_length=128, max_prompt_length=64, lr=1e-6,
                       params={"beta": 0.1}, out=str(tmp_path / "run"))
     store = Store(str(tmp_path / "s.duckdb"))
     [r] = train(cfg, store, progress=False)
