@@ -10,16 +10,19 @@ batch order, so step k of every configuration sees the same pairs and the same p
 defaults that differ (bf16, gradient checkpointing, clip 1.0, fused AdamW) are switched off. Each configuration runs
 in its own process with one torch thread (``torch.set_num_threads(1)``, OMP/MKL at 1), one process at a time.
 
-What is measured. ``steps + 1`` optimizer steps; the first is a warm-up and is not timed. tokens/s = non-pad tokens
-(prompt + response, chosen + rejected) of the timed steps / wall time from the end of step 1 to the end of the last
-step, taken from each trainer's own per-step callback, so the loop's own overhead (logging, metrics) is included and
-model loading, reference precomputation and checkpoint saving are not. The one-off reference precompute (evalharness's
+What is measured. ``warmup + steps`` optimizer steps; the warm-up steps are not timed. tokens/s = non-pad tokens
+(prompt + response, chosen + rejected) of the timed steps / wall time from the end of the last warm-up step to the end
+of the last step, taken from each trainer's own per-step callback, so the loop's own overhead (logging, metrics,
+store writes) is included and model loading, reference precomputation and checkpoint saving are not. CPU time of the
+same span is reported beside it: with one thread it equals wall time on an idle machine and stays put when other
+processes share the cores. The one-off reference precompute (evalharness's
 ``ReferenceCache.fill``, TRL's ``_precompute_ref_logps``) is timed on its own. Peak RSS is the child's ``ru_maxrss``
 from ``os.wait4``: the whole process, imports and setup included; RSS after imports is shown beside it.
 
 Correctness. (1) The step-1 loss of every configuration, where policy == reference, must be log 2. (2) A perturbed
-copy of the policy (Gaussian noise, 5% of each tensor's std) is trained against the unperturbed reference for one step
-by both trainers, each with both reference modes: the four step-1 losses must agree within 1e-4. Any failure exits 1.
+copy of the policy (seeded Gaussian noise, a fixed fraction of each tensor's std) is trained against the unperturbed
+reference for one step by both trainers, each with both reference modes: the four step-1 losses must agree within
+1e-4. Any failure exits 1. The trainers themselves live in ``dpo_workers.py``.
 """
 
 from __future__ import annotations
@@ -37,17 +40,22 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from dpo_workers import train_config  # this directory is on sys.path when the script runs
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
 HH_TEST = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 TOLERANCE = 1e-4
 
 # Sized for a 2-core CPU with one thread per process: tiny < 2 min, smollm2 < 10 min (see bench/README.md). A tiny step
-# takes ~30 ms, so it gets many steps and repeats; pairs >= batch_size x (steps + 1) lets every step see new pairs.
+# takes ~30 ms, so it gets many steps and repeats; pairs >= batch_size x (warmup + steps) lets every step see new pairs.
+# SmolLM2's first step after a single warm-up step is 20-40% slower in every configuration (fresh pages for the
+# activations next to the new AdamW state), so it warms up for two.
 # perturb: relative weight noise for the loss check, chosen so the step-1 loss moves well away from log 2 (the random
 # tiny model barely reacts to noise; SmolLM2 at 0.2 gives margins of hundreds of nats, needlessly far).
 PRESETS = {
-    "tiny-llama": dict(pairs=128, steps=30, batch_size=4, max_length=128, repeats=3, perturb=0.5),
-    "smollm2-135m": dict(pairs=4, steps=3, batch_size=4, max_length=128, repeats=1, perturb=0.05),
+    "tiny-llama": dict(pairs=128, warmup=1, steps=30, batch_size=4, max_length=128, repeats=3, perturb=0.5),
+    "smollm2-135m": dict(pairs=4, warmup=2, steps=3, batch_size=4, max_length=128, repeats=1, perturb=0.05),
 }
 CONFIGS = {  # name -> (trainer, reference mode shown in the table)
     "eh-cache": ("evalharness", "reference cache"),
@@ -57,23 +65,7 @@ CONFIGS = {  # name -> (trainer, reference mode shown in the table)
 }
 
 
-# ------------------------------------------------------------------------------------------------ shared config
-
-
-def train_config(spec: dict, reference_cache: bool):
-    """The evalharness TrainConfig both the parent (to tokenise) and the evalharness worker (to train) use."""
-    from evalharness.config import DataConfig, TrainConfig
-
-    return TrainConfig(
-        loss="dpo", model=spec["model"], params={"beta": spec["beta"]},
-        data=DataConfig(name=spec["data"], path=spec["data_path"], limit=spec["pairs"], eval_fraction=0.0),
-        init_from=spec.get("init_from"), reference=spec.get("reference"),
-        max_steps=spec["steps"] + 2,  # stopped after steps + 1: the final checkpoint save never enters the timing
-        batch_size=spec["batch_size"], lr=spec["lr"], optimizer="adamw", weight_decay=0.0, scheduler="constant",
-        max_grad_norm=10.0, dtype="float32", seed=spec["seed"], max_length=spec["max_length"],
-        max_prompt_length=spec["max_length"] // 2, reference_cache=reference_cache, log_every=1,
-        out=str(Path(spec["work"]) / f"eh-{'cache' if reference_cache else 'live'}"),
-    )
+# ---------------------------------------------------------------------------------------------------- data
 
 
 def tokenised_pairs(spec: dict) -> dict:
@@ -97,7 +89,7 @@ def tokenised_pairs(spec: dict) -> dict:
     lengths = [example_length(ex) for ex in pairs]
     n_batches = len(batch_order(lengths, spec["batch_size"], spec["seed"], 0))
     schedule = []
-    for step in range(spec["steps"] + 1):  # the loop's own rule for one process and grad_accum 1
+    for step in range(spec["warmup"] + spec["steps"]):  # the loop's own rule for one process and grad_accum 1
         epoch, within = divmod(step, n_batches)
         schedule.append(batch_order(lengths, spec["batch_size"], spec["seed"], epoch)[within])
     rows = [{"prompt_ids": list(ex.chosen.prompt), "chosen_ids": list(ex.chosen.response),
@@ -107,198 +99,7 @@ def tokenised_pairs(spec: dict) -> dict:
             "mean_len": sum(len(ex.chosen) + len(ex.rejected) for ex in pairs) / (2 * len(pairs))}
 
 
-# -------------------------------------------------------------------------------------------------- workers
-
-
-def _worker_setup() -> float:
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
-    return _rss_mb()
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class _Clock:
-    """Wall and CPU time at the end of every step. CPU time (one thread) is the number to trust when other processes
-    share the cores: it barely moves under contention, while wall time does."""
-
-    def __init__(self, t0: float):
-        self.t0, self.wall, self.cpu = t0, [], []
-
-    def tick(self) -> None:
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-
-    def summary(self) -> dict:
-        return dict(timed_s=self.wall[-1] - self.wall[0], cpu_s=self.cpu[-1] - self.cpu[0],
-                    step_s=[b - a for a, b in zip(self.wall, self.wall[1:])], startup_s=self.wall[0] - self.t0)
-
-
-class _Profile:
-    """When asked: torch.profiler (top ops by self CPU time) and cProfile (top Python functions by own time) over the
-    timed steps. Both slow the steps and inflate RSS: a profiled run is for finding hot spots, not for the table."""
-
-    def __init__(self, enabled: bool):
-        self.torch_prof = self.py_prof = None
-        if enabled:
-            import cProfile
-
-            import torch
-
-            self.torch_prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
-            self.py_prof = cProfile.Profile()
-
-    def start(self):
-        if self.torch_prof is not None:
-            self.torch_prof.start()
-            self.py_prof.enable()
-
-    def stop(self) -> str | None:
-        if self.torch_prof is None:
-            return None
-        import io
-        import pstats
-
-        self.py_prof.disable()
-        self.torch_prof.stop()
-        ops = self.torch_prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
-                                                   max_name_column_width=40)
-        text = io.StringIO()
-        pstats.Stats(self.py_prof, stream=text).sort_stats("tottime").print_stats(12)
-        python = "\n".join(line for line in text.getvalue().splitlines() if line.strip())
-        return f"{ops}\n{python}"
-
-
-def run_evalharness(spec: dict) -> dict:
-    import trainers.refcache as refcache
-    from evalharness.store import Store
-    from trainers.loop import StopTraining, train
-
-    rss_imported = _worker_setup()
-    # Observe (not change) the loop's own cache build: the one-off cost is reported apart from the steps.
-    builds, fill = [], refcache.ReferenceCache.fill
-
-    def observed_fill(self, *args, **kwargs):
-        report = fill(self, *args, **kwargs)
-        builds.append(report)
-        return report
-
-    refcache.ReferenceCache.fill = observed_fill
-    out = {"rss_after_import_mb": rss_imported, "variants": {}}
-    for mode in spec["modes"]:
-        clock, losses, profile = _Clock(spec["t0"]), [], _Profile(spec["profile"])
-        last = spec["steps"] + 1
-
-        def on_step(step, metrics):
-            clock.tick()
-            losses.append(float(metrics["loss"]))
-            if step == 1:
-                profile.start()
-            if step == last:
-                out["variants"][mode] = dict(profile=profile.stop())
-                raise StopTraining
-
-        builds.clear()
-        cfg = train_config(spec, reference_cache=mode == "cache")
-        try:
-            train(cfg, Store(str(Path(spec["work"]) / f"eh-{mode}.duckdb")), progress=False, on_step=on_step)
-        except StopTraining:
-            pass
-        out["variants"][mode].update(
-            losses=losses, **clock.summary(),
-            ref_precompute_s=sum(r.seconds for r in builds if r.computed) if builds else None)
-    return out
-
-
-def run_trl(spec: dict) -> dict:
-    rss_imported = _worker_setup()
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from evalharness.models import load_causal_lm, load_tokenizer
-
-    # The three TRL internals this bench leans on; a TRL that renames them must fail here, not measure something else.
-    for name in ("_prepare_dataset", "_get_train_sampler", "_precompute_ref_logps"):
-        if not callable(getattr(DPOTrainer, name, None)):
-            raise SystemExit(f"trl {__import__('trl').__version__}: DPOTrainer.{name} is gone; update the bench")
-    order = [i for batch in spec["schedule"] for i in batch]
-    timings = {"ref_precompute_s": 0.0}
-
-    class ReplayDPOTrainer(DPOTrainer):
-        """DPOTrainer fed evalharness's token ids in evalharness's batch order; it records step losses and timings."""
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            return dataset  # already prompt_ids/chosen_ids/rejected_ids, which TRL's collator consumes as they are
-
-        def _get_train_sampler(self, train_dataset=None):
-            return order
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            start = time.perf_counter()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                timings["ref_precompute_s"] += time.perf_counter() - start
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                losses.append(float((result[0] if return_outputs else result).detach()))
-            return result
-
-    out = {"rss_after_import_mb": rss_imported, "variants": {}}
-    for mode in spec["modes"]:
-        clock, losses, profile = _Clock(spec["t0"]), [], _Profile(spec["profile"])
-        last = spec["steps"] + 1
-
-        class Clock(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                clock.tick()
-                if state.global_step == 1:
-                    profile.start()
-                if state.global_step == last:
-                    out["variants"][mode] = dict(profile=profile.stop())
-
-        timings["ref_precompute_s"] = 0.0
-        tokenizer = load_tokenizer(spec["init_from"] or spec["model"])
-        policy = load_causal_lm(spec["init_from"] or spec["model"])
-        reference = load_causal_lm(spec["reference"]) if spec.get("reference") else None  # None: TRL loads its own
-        args = DPOConfig(
-            output_dir=str(Path(spec["work"]) / f"trl-{mode}"), per_device_train_batch_size=spec["batch_size"],
-            gradient_accumulation_steps=1, max_steps=last, learning_rate=spec["lr"], lr_scheduler_type="constant",
-            warmup_steps=0, weight_decay=0.0, max_grad_norm=10.0, optim="adamw_torch", beta=spec["beta"],
-            loss_type=["sigmoid"], max_length=spec["max_length"], precompute_ref_log_probs=mode == "precompute",
-            precompute_ref_batch_size=max(spec["batch_size"], 4),  # evalharness scores max(2B, 8) sequences a batch
-            bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, seed=spec["seed"],
-            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False,
-        )
-        trainer = ReplayDPOTrainer(model=policy, ref_model=reference, args=args, processing_class=tokenizer,
-                                   train_dataset=Dataset.from_list(spec["rows"]), callbacks=[Clock()])
-        trainer.train()
-        out["variants"][mode].update(
-            losses=losses, **clock.summary(),
-            ref_precompute_s=timings["ref_precompute_s"] if mode == "precompute" else None,
-            tokens_seen=getattr(trainer, "_total_train_tokens", None))
-        del trainer, policy, reference
-    return out
-
-
-def worker_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    spec["t0"] = time.perf_counter() - (time.time() - spec["launched_at"])
-    result = (run_evalharness if spec["kind"] == "eh" else run_trl)(spec)
-    Path(spec["result"]).write_text(json.dumps(result))
-
-
-# --------------------------------------------------------------------------------------------------- parent
+# --------------------------------------------------------------------------------------------------- runs
 
 
 def launch(spec: dict, name: str) -> dict:
@@ -315,7 +116,7 @@ def launch(spec: dict, name: str) -> dict:
                HF_DATASETS_CACHE=str(work / "hf-datasets"), PYTHONWARNINGS="ignore")
     log_path = work / "log.txt"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", str(work / "spec.json")],
+        proc = subprocess.Popen([sys.executable, str(BENCH / "dpo_workers.py"), str(work / "spec.json")],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -360,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="tiny-llama",
                     help="tiny-llama (default) or smollm2-135m; other names/paths get the smollm2 sizes")
     ap.add_argument("--pairs", type=int, help="pairs to load (default per model, see PRESETS)")
-    ap.add_argument("--steps", type=int, help="timed optimizer steps, after one untimed warm-up step")
+    ap.add_argument("--warmup", type=int, help="untimed optimizer steps first (default per model)")
+    ap.add_argument("--steps", type=int, help="timed optimizer steps, after the warm-up")
     ap.add_argument("--batch-size", type=int, help="pairs per step")
     ap.add_argument("--max-length", type=int, help="max tokens of prompt + response (prompt keeps its last half)")
     ap.add_argument("--repeats", type=int, help="processes per configuration, interleaved; medians are reported")
@@ -372,11 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-check", action="store_true", help="skip the perturbed-policy loss check")
     ap.add_argument("--profile", action="store_true", help="torch.profiler top ops over the timed steps (slower)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, specs, checkpoints)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        worker_main(args.worker)
-        return 0
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # weight-loading bars in this process; workers get it too
     preset = PRESETS.get(args.model, PRESETS["smollm2-135m"])
@@ -386,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
 
     base = str(resolve_model(args.model))  # converts/builds once, before anything is timed
     pick = {k: getattr(args, k) if getattr(args, k) is not None else preset[k]
-            for k in ("pairs", "steps", "batch_size", "max_length", "repeats")}
+            for k in ("pairs", "warmup", "steps", "batch_size", "max_length", "repeats")}
     spec = dict(model=base, data=data, data_path=str(HH_TEST) if data == "hh-rlhf" else None, **pick,
                 beta=args.beta, lr=args.lr, seed=args.seed, work=str(work), profile=args.profile,
                 init_from=None, reference=None, perturb=preset["perturb"])
-    if spec["steps"] < 1 or spec["repeats"] < 1:
-        raise SystemExit("--steps and --repeats must be >= 1 (one more warm-up step is always run)")
+    if min(spec["warmup"], spec["steps"], spec["repeats"]) < 1:
+        raise SystemExit("--warmup, --steps and --repeats must be >= 1")
     try:
         return _run(args, spec)
     finally:
@@ -402,30 +200,55 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, spec: dict) -> int:
+    wanted = args.only.split(",") if args.only else list(CONFIGS)
+    unknown = set(wanted) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}; known: {', '.join(CONFIGS)}")
+    t_start = time.perf_counter()
+    spec.update(tokenised_pairs(spec))
+    print_header(args.model, spec)
+    runs = measure(spec, wanted)
+    results = {name: summarise(rs) for name, rs in runs.items()}
+    print_table(results)
+    print_ratios(results)
+    failures = check_step1(runs)
+    if not args.no_check:
+        failures += perturbed_check(spec)
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
+    if args.profile:
+        print("PROFILED RUN: the profilers slow every step and inflate RSS; take the table from an unprofiled run")
+        for name, rs in runs.items():
+            print(f"\n## {name}: torch.profiler top ops, then cProfile top functions, over the timed steps\n"
+                  f"{rs[0]['profile']}")
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print(f"all loss checks passed (tolerance {TOLERANCE:g})")
+    return 0
+
+
+def print_header(model: str, spec: dict) -> None:
     import torch
     import transformers
     import trl
 
-    t_start = time.perf_counter()
-    spec.update(tokenised_pairs(spec))
-    timed_tokens = sum(spec["tokens"][1:])
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     print(f"# evalharness DPO vs TRL DPOTrainer, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {cpu}, {os.cpu_count()} cores; 1 torch thread per process, one process at a time")
     print(f"versions: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
           f"python {platform.python_version()}")
-    print(f"model {args.model}; data {spec['data']}: {len(spec['rows'])} pairs ({spec['truncated']} truncated), "
+    print(f"model {model}; data {spec['data']}: {len(spec['rows'])} pairs ({spec['truncated']} truncated), "
           f"mean {spec['mean_len']:.0f} tokens/sequence; batch {spec['batch_size']} pairs; max_length "
-          f"{spec['max_length']}; 1 warm-up + {spec['steps']} timed steps = {timed_tokens} non-pad tokens timed; "
-          f"{spec['repeats']} process(es) per configuration")
+          f"{spec['max_length']};\n{spec['warmup']} warm-up + {spec['steps']} timed steps = "
+          f"{sum(spec['tokens'][spec['warmup']:])} non-pad tokens timed; {spec['repeats']} process(es) per configuration")
 
-    wanted = args.only.split(",") if args.only else list(CONFIGS)
-    unknown = set(wanted) - set(CONFIGS)
-    if unknown:
-        raise SystemExit(f"--only: unknown {sorted(unknown)}; known: {', '.join(CONFIGS)}")
+
+def measure(spec: dict, wanted: list[str]) -> dict[str, list[dict]]:
+    """Every configuration ``repeats`` times, interleaved so a busy minute on a shared machine hits all of them."""
+    timed_tokens = sum(spec["tokens"][spec["warmup"]:])
     runs: dict[str, list[dict]] = {name: [] for name in wanted}
-    for rep in range(spec["repeats"]):  # interleaved, so a slow minute on a shared machine hits every config
+    for rep in range(spec["repeats"]):
         for name in wanted:
             kind, mode = name.split("-")
             r = launch(dict(spec, kind=kind, modes=[mode]), f"{name}-{rep}")
@@ -435,29 +258,33 @@ def _run(args, spec: dict) -> int:
                 raise SystemExit(f"{name}: TRL processed {seen} tokens, evalharness's schedule has "
                                  f"{sum(spec['tokens'])}: the batches differ, so the comparison would be unfair")
             runs[name].append(dict(v, peak_rss_mb=r["peak_rss_mb"], rss_after_import_mb=r["rss_after_import_mb"],
-                                   tokens_per_s=timed_tokens / v["timed_s"], tokens_per_cpu_s=timed_tokens / v["cpu_s"]))
-    results = {name: summarise(rs) for name, rs in runs.items()}
+                                   tokens_per_s=timed_tokens / v["timed_s"],
+                                   tokens_per_cpu_s=timed_tokens / v["cpu_s"]))
+    return runs
 
-    print()
-    head = (f"{'trainer':<16}{'reference log-probs':<31}{'ref build s':>12}{'tokens/s':>10}{'spread':>8}{'tok/CPU-s':>11}"
-            f"{'p50 s/step':>11}{'max s/step':>11}{'peak RSS MB':>13}{'RSS import':>12}{'startup s':>11}")
-    print(head)
-    print("-" * len(head))
+
+def print_table(results: dict[str, dict]) -> None:
+    head = (f"{'trainer':<16}{'reference log-probs':<31}{'ref build s':>12}{'tokens/s':>10}{'spread':>8}"
+            f"{'tok/CPU-s':>11}{'p50 s/step':>11}{'max s/step':>11}{'peak RSS MB':>13}{'RSS import':>12}"
+            f"{'startup s':>11}")
+    print(f"\n{head}\n{'-' * len(head)}")
     for name, r in results.items():
         build = f"{r['ref_precompute_s']:.2f}" if r["ref_precompute_s"] is not None else "-"
         print(f"{CONFIGS[name][0]:<16}{CONFIGS[name][1]:<31}{build:>12}{r['tokens_per_s']:>10.0f}"
-              f"{r['spread']:>7.0%} {r['tokens_per_cpu_s']:>11.0f}{r['p50_step_s']:>11.3f}{r['max_step_s']:>11.3f}{r['peak_rss_mb']:>13.0f}"
-              f"{r['rss_after_import_mb']:>12.0f}{r['startup_s']:>11.1f}")
+              f"{r['spread']:>7.0%} {r['tokens_per_cpu_s']:>11.0f}{r['p50_step_s']:>11.3f}{r['max_step_s']:>11.3f}"
+              f"{r['peak_rss_mb']:>13.0f}{r['rss_after_import_mb']:>12.0f}{r['startup_s']:>11.1f}")
     print("medians over processes. tokens/s: all timed steps / their wall time; spread: (max - min) / median of it;\n"
           "tok/CPU-s: the same tokens / the process's CPU time over those steps (steadier when the cores are shared);\n"
           "p50 / max s/step: median and slowest timed step; ref build: one-off reference log-probs of all pairs;\n"
-          "startup: process start to the end of the warm-up step (imports, model loading and ref build included)")
+          "RSS import: after the trainer's imports; startup: process start to the end of the warm-up.")
 
-    print()
+
+def print_ratios(results: dict[str, dict]) -> None:
     trl_runs = [n for n in ("trl-precompute", "trl-live") if n in results]
     best = max(trl_runs, key=lambda n: results[n]["tokens_per_s"]) if trl_runs else None
-    pairs = [("eh-cache", best), ("eh-live", best), ("eh-cache", "trl-precompute"), ("eh-live", "trl-live")]
-    for ours, theirs in dict.fromkeys(pairs):
+    print()
+    for ours, theirs in dict.fromkeys([("eh-cache", best), ("eh-live", best), ("eh-cache", "trl-precompute"),
+                                       ("eh-live", "trl-live")]):
         if ours in results and theirs in results:
             label = f"TRL(best: {theirs[4:]})" if theirs == best else f"TRL({theirs[4:]})"
             a, b = results[ours], results[theirs]
@@ -465,33 +292,22 @@ def _run(args, spec: dict) -> int:
                   f"({ratio(a['tokens_per_cpu_s'], b['tokens_per_cpu_s'])} per CPU-second), "
                   f"{ratio(a['peak_rss_mb'], b['peak_rss_mb'])} peak RSS")
 
+
+def check_step1(runs: dict[str, list[dict]]) -> list[str]:
+    """At step 1 the policy is the reference, so every configuration's loss must be log 2."""
     failures = []
-    print()
-    print(f"step-1 loss with policy == reference (expect log 2 = {math.log(2):.6f}), every process:")
+    print(f"\nstep-1 loss with policy == reference (expect log 2 = {math.log(2):.6f}), every process:")
     for name, rs in runs.items():
         worst = max(abs(r["losses"][0] - math.log(2)) for r in rs)
         print(f"  {name:<16}{rs[0]['losses'][0]:.6f}   max |loss - log 2| {worst:.2e}")
         if worst > TOLERANCE:
             failures.append(f"{name}: step-1 loss is not log 2 (off by {worst:.2e})")
     for ours, theirs in (("eh-cache", "trl-precompute"), ("eh-live", "trl-live")):
-        if ours in runs and theirs in runs:
+        if ours in runs and theirs in runs:  # not a pass/fail: trajectories may drift apart in float32
             a, b = runs[ours][0]["losses"], runs[theirs][0]["losses"]
             gap = max(abs(x - y) for x, y in zip(a, b))
             print(f"  (info) {ours} vs {theirs}: max |loss difference| over all {len(a)} steps {gap:.2e}")
-    if not args.no_check:
-        failures += perturbed_check(spec)
-    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
-    if args.profile:
-        print("PROFILED RUN: the profilers slow every step and inflate RSS; use an unprofiled run for the table")
-    if args.profile:
-        for name, rs in runs.items():
-            print(f"\n## {name}: torch.profiler top ops, then cProfile top functions, over the timed steps\n"
-                  f"{rs[0]['profile']}")
-    if failures:
-        print("\nFAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print(f"all loss checks passed (tolerance {TOLERANCE:g})")
-    return 0
+    return failures
 
 
 def summarise(rs: list[dict]) -> dict:
@@ -509,7 +325,7 @@ def summarise(rs: list[dict]) -> dict:
 def perturbed_check(spec: dict) -> list[str]:
     """Step-1 loss of a perturbed policy against the unperturbed reference, both trainers, both reference modes."""
     policy = perturbed_copy(spec["model"], Path(spec["work"]) / "perturbed", spec["perturb"])
-    check = dict(spec, steps=0, profile=False, init_from=policy, reference=spec["model"])
+    check = dict(spec, warmup=1, steps=0, profile=False, init_from=policy, reference=spec["model"])
     losses = {}
     for kind, modes in (("eh", ["cache", "live"]), ("trl", ["precompute", "live"])):
         r = launch(dict(check, kind=kind, modes=modes), f"check-{kind}")

@@ -1,0 +1,1 @@
+"""Leaderboards: SQL over the store, statistics and renderers (arriving with the leaderboard issue)."""
