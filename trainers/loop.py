@@ -157,6 +157,7 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
             tokens += n_tok
             _accumulate(sums, stats, output)
         grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        lr_used = p.scheduler.get_last_lr()[0]  # the rate this step applied (the scheduler moves on below)
         p.optimizer.step()
         p.scheduler.step()
         p.optimizer.zero_grad(set_to_none=True)
@@ -170,7 +171,7 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         n_micro = cfg.grad_accum
         metrics = {k: _mean_over_ranks(acc, v / n_micro) for k, v in sums.items()}
         metrics.update(
-            grad_norm=float(grad_norm), lr=p.scheduler.get_last_lr()[0],
+            grad_norm=float(grad_norm), lr=lr_used,
             tokens_per_s=_mean_over_ranks(acc, tokens) * world / max(time.perf_counter() - t0, 1e-9),
         )
         metrics.update({f"state/{k}": float(v) for k, v in state.items()})

@@ -161,3 +161,27 @@ def test_lora_checkpoint_loads_without_peft(tmp_path):
     assert (Path(r.checkpoint) / "adapter").is_dir()
     model = AutoModelForCausalLM.from_pretrained(r.checkpoint)
     assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_bfloat16_autocast_rmsprop_and_cosine_schedule_run(tmp_path):
+    store = Store(str(tmp_path / "s.duckdb"))
+    r = train(_cfg(tmp_path, "dpo", dtype="bfloat16", optimizer="rmsprop", scheduler="cosine", warmup_steps=2,
+                   max_steps=4), store, progress=False)[0]
+    lr = {s: v for s, n, v in store.metrics(r.run_id) if n == "lr"}
+    # The rate each step applied, peak 1e-3. Warm-up over 2 steps: step 1 at 1/2, step 2 at 2/2. Then cosine over the
+    # remaining 2 steps, factor 0.5·(1 + cos(π·progress)): step 3 at progress 0 -> 1.0, step 4 at progress 1/2 -> 0.5.
+    assert lr == pytest.approx({1: 5e-4, 2: 1e-3, 3: 1e-3, 4: 5e-4}, abs=1e-12)
+    assert torch.isfinite(torch.tensor(r.last_metrics["loss"]))
+
+
+def test_prompt_augmented_sequences_carry_the_prefix(tmp_path):
+    from evalharness.data.synthetic import pairs
+    from evalharness.models import load_tokenizer, resolve_model
+    from trainers.batching import tokenize
+
+    tok = load_tokenizer(resolve_model("tiny-llama"))
+    [ex] = tokenize(pairs(1), tok, "auto", 256, 128, augment_prefix="RATE 100: ").examples
+    aug = tok.decode(list(ex.augmented_chosen.prompt))
+    assert "RATE 100: Write a short review" in aug
+    assert ex.augmented_chosen.response == ex.chosen.response  # same y+, only the context changes
+    assert len(ex.augmented_chosen.prompt) > len(ex.chosen.prompt)
