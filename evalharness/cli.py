@@ -84,6 +84,44 @@ def train(
 
 
 @app.command()
+def generate(
+    checkpoint: list[str] = typer.Option(..., "--checkpoint", "-c",
+                                         help="RUN[:STEP] from the store, or a model name/path; repeat for several."),
+    prompts: str = typer.Option("synthetic", help="Prompt set: mt-bench, vicuna-bench, alpaca-eval, arena-hard, "
+                                                  "hh-rlhf, synthetic, jsonl, json."),
+    path: Optional[str] = typer.Option(None, help="Local file of the prompt set."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
+    n: int = typer.Option(4, help="Samples per prompt."),
+    temperature: float = typer.Option(0.8, help="Sampling temperature; log-probs are taken at it."),
+    top_p: float = typer.Option(1.0),
+    max_new_tokens: int = typer.Option(256),
+    seed: int = typer.Option(0, help="Base seed; each sample's seed derives from it, the prompt and its index."),
+    backend: str = typer.Option("auto", help="auto | vllm | hf."),
+    reference: Optional[str] = typer.Option(None, help="Reference model for log-probs (default: the run's)."),
+    max_prompt_length: int = typer.Option(1024, help="Prompt tokens kept (the last ones)."),
+    batch_size: int = typer.Option(16),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    store: Path = STORE,
+):
+    """Sample checkpoints on a prompt set into the store. Re-running generates only what is missing."""
+    with user_errors():
+        from evalharness.generate import GenerateConfig, generate as run_generate
+        from evalharness.generation.base import Sampling
+        from evalharness.store import Store
+
+        try:
+            sampling = Sampling(temperature, top_p, max_new_tokens, seed)
+        except ValueError as e:
+            from evalharness.config import ConfigError
+
+            raise ConfigError(str(e)) from None
+        cfg = GenerateConfig(list(checkpoint), prompts, path, limit, n=n, sampling=sampling, backend=backend,
+                             reference=reference, max_prompt_length=max_prompt_length, batch_size=batch_size)
+        for report in run_generate(cfg, Store(str(store)), progress=progress):
+            typer.echo(report.line())
+
+
+@app.command()
 def validate(config: Path = typer.Argument(..., help="A training TOML file.")):
     """Bind every parameter of CONFIG (loss, params, data, model name) without loading weights or training."""
     with user_errors():

@@ -68,6 +68,43 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "prompts and generations",
+        """
+        CREATE TABLE prompts (
+            prompt_id VARCHAR PRIMARY KEY,   -- content hash of the set, source id and messages
+            prompt_set VARCHAR,
+            source_id VARCHAR,
+            messages JSON,
+            reference VARCHAR,
+            meta JSON
+        );
+        CREATE TABLE generations (
+            generation_id VARCHAR PRIMARY KEY,  -- hash(checkpoint, prompt, turn, sampling, backend, sample index)
+            checkpoint VARCHAR,                 -- checkpoint key: a run checkpoint id or model:<weights fingerprint>
+            label VARCHAR,                      -- how leaderboards name it (run name:step or model name)
+            checkpoint_path VARCHAR,
+            prompt_id VARCHAR,
+            turn INTEGER,                       -- 1-based: turn 2 of MT-Bench is conditioned on this sample's turn 1
+            sample_index INTEGER,
+            sampling JSON,
+            temperature DOUBLE,
+            backend VARCHAR,
+            prompt_text VARCHAR,
+            prompt_ids INTEGER[],               -- after the stated truncation (the prompt keeps its last tokens)
+            text VARCHAR,
+            token_ids INTEGER[],
+            n_tokens INTEGER,
+            finish_reason VARCHAR,
+            prompt_truncated BOOLEAN,
+            policy_logp DOUBLE,                 -- Σ log π(y_t|…) at the sampling temperature
+            token_logps DOUBLE[],
+            reference VARCHAR,                  -- the reference model's fingerprint key
+            reference_logp DOUBLE,              -- Σ log ref(y_t|…) at the same temperature (NULL until scored)
+            created_at TIMESTAMP
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -243,6 +280,7 @@ def migrate(con) -> int:
             continue
         con.execute("BEGIN TRANSACTION")
         try:
+            # Statements are split on ";": keep semicolons out of migration comments.
             for statement in filter(None, (s.strip() for s in sql.split(";"))):
                 con.execute(statement)
             con.execute("INSERT INTO _migrations VALUES (?, ?, ?)", [version, name, now()])

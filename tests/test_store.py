@@ -13,19 +13,24 @@ def test_migrations_run_once_in_order(tmp_path):
         assert con.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
 
 
-def test_store_from_first_schema_version_is_migrated_forward(tmp_path):
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_store_from_every_earlier_schema_version_is_migrated_forward(tmp_path, version):
     path = str(tmp_path / "old.duckdb")
     con = duckdb.connect(path)
     con.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
-    for statement in filter(None, (s.strip() for s in MIGRATIONS[0][1].split(";"))):
-        con.execute(statement)
-    con.execute("INSERT INTO _migrations VALUES (1, 'v1', now())")
+    for v, (name, sql) in enumerate(MIGRATIONS[:version], start=1):  # the store as that version left it
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            con.execute(statement)
+        con.execute("INSERT INTO _migrations VALUES (?, ?, now())", [v, name])
     con.execute("INSERT INTO train_metrics VALUES ('r', 1, 'loss', 0.7)")
     con.close()
     store = Store(path)
     assert store.metrics("r") == [(1, "loss", 0.7)]  # old rows survive
-    store.put_reference_logps("m", [("k", -2.0, 3)])  # the table from migration 2 exists now
+    store.put_reference_logps("m", [("k", -2.0, 3)])
     assert store.get_reference_logps(["k"]) == {"k": (-2.0, 3)}
+    with store.connect() as con:
+        assert con.execute("SELECT max(version) FROM _migrations").fetchone()[0] == SCHEMA_VERSION
+        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
 
 
 def test_store_from_a_newer_version_is_refused(tmp_path):

@@ -1,0 +1,288 @@
+"""`evalharness generate`: sample checkpoints on a prompt set into the store, resumably.
+
+Each sample is keyed by hash(checkpoint, prompt, turn, sampling, backend, sample index), so a re-run generates only
+what is missing and an interrupted run resumes where it stopped (rows are written every chunk). Each request has its
+own seed derived from (seed, prompt, turn, sample index): a sample does not depend on the batch it was drawn in.
+Multi-turn sets (MT-Bench) condition turn t on this sample's own answer at turn t-1. After sampling, every sample is
+scored by the reference model at the same temperature, so KL needs no re-generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalharness.config import ConfigError
+from evalharness.data.types import Message, Prompt
+from evalharness.generation.base import Request, Sampling
+from evalharness.hashing import content_hash
+from evalharness.store import Store, now
+
+
+@dataclass
+class GenerateConfig:
+    checkpoints: list[str]  # RUN[:STEP] (a run id, prefix or name) or a model name/path
+    prompts: str = "synthetic"
+    path: str | None = None
+    limit: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    n: int = 4  # samples per prompt: seed 004 uses 4 for its Monte-Carlo KL
+    sampling: Sampling = field(default_factory=Sampling)
+    backend: str = "auto"
+    reference: str | None = None  # default: the run's reference (its starting weights); a plain model is its own
+    max_prompt_length: int = 1024
+    prompt_style: str = "auto"
+    batch_size: int = 16
+    chunk: int = 64  # requests per write: an interruption loses at most this many samples
+    score_reference: bool = True
+
+
+@dataclass
+class Target:
+    key: str  # checkpoint key in the store
+    label: str
+    path: str
+    reference: str | None  # a model name/path
+
+
+@dataclass
+class Report:
+    label: str
+    prompts: int = 0
+    samples: int = 0
+    generated: int = 0
+    cached: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+    backend: str = ""
+    scored: int = 0
+
+    def line(self) -> str:
+        rate = f", {self.generated / self.seconds:.2f} samples/s" if self.generated and self.seconds else ""
+        mean = f", mean length {self.tokens / self.samples:.1f} tokens" if self.samples else ""
+        return (f"{self.label}: {self.prompts} prompts, {self.samples} samples ({self.generated} new, "
+                f"{self.cached} from the store){mean}, {self.truncated} prompts truncated, "
+                f"{self.scored} reference-scored, backend {self.backend}{rate}")
+
+
+def resolve_target(spec: str, store: Store, reference: str | None) -> Target:
+    """``RUN[:STEP]`` from the store, else a model name or path (keyed by its weights' fingerprint)."""
+    from evalharness.models import model_fingerprint, resolve_model
+
+    name, _, step = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    run = store.get_run(name) if Path(store.path).exists() else None
+    if run is not None:
+        ckpts = store.checkpoints(run["run_id"])
+        if step:
+            ckpts = [c for c in ckpts if str(c["step"]) == step.lstrip("0") or c["step"] == int(step)]
+        elif ckpts:
+            ckpts = [ckpts[-1]]
+        if not ckpts:
+            raise ConfigError(f"run {name!r} has no checkpoint{' at step ' + step if step else ''}")
+        c = ckpts[-1]
+        cfg = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
+        ref = reference or cfg.get("reference") or _run_start(cfg, store)
+        return Target(c["checkpoint_id"], f"{run['name']}:{c['step']}", c["path"], ref)
+    path = resolve_model(spec)
+    return Target("model:" + model_fingerprint(path), spec, str(path), reference or str(path))
+
+
+def _run_start(cfg: dict[str, Any], store: Store) -> str:
+    init = cfg.get("init_from")
+    if not init:
+        return cfg["model"]
+    if Path(init).is_dir():
+        return init
+    run = store.get_run(init)
+    finals = [c for c in store.checkpoints(run["run_id"]) if c["is_final"]] if run else []
+    if not finals:
+        raise ConfigError(f"the run's init_from {init!r} has no final checkpoint")
+    return finals[-1]["path"]
+
+
+def request_seed(seed: int, prompt_id: str, turn: int, index: int) -> int:
+    return int(content_hash(["seed", seed, prompt_id, turn, index], 8)[:8], 16) & 0x7FFFFFFF
+
+
+def generation_key(target: Target, prompt_id: str, turn: int, sampling: Sampling, backend: str, index: int) -> str:
+    return content_hash(["generation", target.key, prompt_id, turn, dataclasses.asdict(sampling), backend, index])
+
+
+def load_prompt_set(cfg: GenerateConfig) -> list[Prompt]:
+    from evalharness.data.prompts import PromptSetSpec, load_prompts
+
+    loaded = load_prompts(PromptSetSpec(name=cfg.prompts, path=cfg.path, columns=dict(cfg.columns), limit=cfg.limit))
+    return list(loaded.prompts)
+
+
+def turns_of(prompt: Prompt) -> list[str]:
+    turns = prompt.meta.get("turns") if prompt.meta else None
+    return list(turns) if turns and len(turns) > 1 else []
+
+
+def generate(cfg: GenerateConfig, store: Store, progress: bool = True) -> list[Report]:
+    from evalharness.generation.backends import load_generator, resolve_backend
+
+    prompts = load_prompt_set(cfg)  # bad input fails here, before anything is written
+    targets = [resolve_target(c, store, cfg.reference) for c in cfg.checkpoints]
+    backend = resolve_backend(cfg.backend)
+    _store_prompts(store, cfg.prompts, prompts)
+    reports = []
+    for target in targets:
+        report = Report(target.label, prompts=len(prompts), backend=backend)
+        start = time.perf_counter()
+        generator, tokenizer = None, None
+        max_turns = max([len(turns_of(p)) for p in prompts] + [1])
+        for turn in range(1, max_turns + 1):
+            todo = _missing(store, target, prompts, cfg, backend, turn)
+            if not todo:
+                continue
+            if generator is None:
+                from evalharness.models import load_tokenizer
+
+                tokenizer = load_tokenizer(target.path)
+                generator = load_generator(backend, target.path, batch_size=cfg.batch_size)
+            _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, report, progress)
+        if generator is not None:
+            generator.close()
+        report.seconds = time.perf_counter() - start
+        if cfg.score_reference and target.reference:
+            report.scored = score_reference(store, target, cfg, progress)
+        _totals(store, target, prompts, cfg, backend, report)
+        reports.append(report)
+    return reports
+
+
+def _store_prompts(store: Store, set_name: str, prompts: list[Prompt]) -> None:
+    rows = [(p.id, set_name, str(p.meta.get("source_id", "")) if p.meta else "",
+             json.dumps([m._asdict() for m in p.messages]), p.reference, json.dumps(p.meta or {}, default=str))
+            for p in prompts]
+    with store.transaction() as con:
+        con.executemany("INSERT OR IGNORE INTO prompts VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def _keys(target, prompts, cfg, backend, turn):
+    return {generation_key(target, p.id, turn, cfg.sampling, backend, i): (p, i)
+            for p in prompts if turn == 1 or len(turns_of(p)) >= turn for i in range(cfg.n)}
+
+
+def _existing(store: Store, keys) -> set[str]:
+    if not keys:
+        return set()
+    with store.connect() as con:
+        con.execute("CREATE TEMP TABLE wanted (k VARCHAR)")
+        con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
+        return {k for (k,) in con.execute(
+            "SELECT generation_id FROM generations JOIN wanted ON generation_id = k").fetchall()}
+
+
+def _missing(store, target, prompts, cfg, backend, turn):
+    keys = _keys(target, prompts, cfg, backend, turn)
+    have = _existing(store, list(keys))
+    return [(k, p, i) for k, (p, i) in keys.items() if k not in have]
+
+
+def _conversation(store: Store, target, prompt: Prompt, turn: int, index: int, cfg, backend) -> tuple[Message, ...]:
+    """Turn t's messages: the earlier user turns with this sample's own earlier answers between them."""
+    if turn == 1:
+        return tuple(prompt.messages)
+    turns = turns_of(prompt)
+    msgs = list(prompt.messages)
+    with store.connect() as con:
+        for t in range(1, turn):
+            key = generation_key(target, prompt.id, t, cfg.sampling, backend, index)
+            row = con.execute("SELECT text FROM generations WHERE generation_id = ?", [key]).fetchone()
+            msgs.append(Message("assistant", row[0]))
+            msgs.append(Message("user", turns[t]))
+    return tuple(msgs)
+
+
+def _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, report, progress) -> None:
+    from tqdm.auto import tqdm
+
+    from evalharness.models import render_prompt
+
+    bar = tqdm(total=len(todo), desc=f"{target.label} turn {turn}", unit="sample", disable=not progress)
+    for start in range(0, len(todo), cfg.chunk):
+        part = todo[start : start + cfg.chunk]
+        requests, meta = [], []
+        for key, prompt, index in part:
+            messages = _conversation(store, target, prompt, turn, index, cfg, backend)
+            text = render_prompt(tokenizer, messages, cfg.prompt_style)
+            ids = tokenizer(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))["input_ids"]
+            cut = len(ids) > cfg.max_prompt_length
+            ids = ids[-cfg.max_prompt_length :] if cut else ids
+            requests.append(Request(tuple(ids), request_seed(cfg.sampling.seed, prompt.id, turn, index)))
+            meta.append((key, prompt, index, text, ids, cut))
+        samples = generator.generate(requests, cfg.sampling)
+        rows = []
+        for (key, prompt, index, text, ids, cut), s in zip(meta, samples):
+            rows.append([key, target.key, target.label, target.path, prompt.id, turn, index,
+                         json.dumps(dataclasses.asdict(cfg.sampling)), cfg.sampling.temperature, backend, text,
+                         list(ids), s.text, list(s.token_ids), len(s.token_ids), s.finish_reason, cut, s.logp,
+                         list(s.token_logps), None, None, now()])
+            report.generated += 1
+            report.truncated += int(cut)
+        with store.transaction() as con:
+            con.executemany(f"INSERT OR IGNORE INTO generations VALUES ({', '.join('?' * 22)})", rows)
+        bar.update(len(part))
+    bar.close()
+
+
+def score_reference(store: Store, target: Target, cfg: GenerateConfig, progress: bool) -> int:
+    """Fill reference_logp for this checkpoint's samples that lack it (resumable, batched, no gradients)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from evalharness.models import load_causal_lm, load_tokenizer, model_fingerprint, resolve_model
+    from trainers.batching import Seq
+    from trainers.logps import sequence_logps
+
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT generation_id, prompt_ids, token_ids, temperature FROM generations "
+            "WHERE checkpoint = ? AND reference_logp IS NULL AND n_tokens > 0", [target.key]).fetchall()
+    if not rows:
+        return 0
+    ref_path = resolve_model(target.reference)
+    model = load_causal_lm(ref_path).eval()
+    pad = load_tokenizer(ref_path).pad_token_id or 0
+    ref_key = "model:" + model_fingerprint(model)
+    rows.sort(key=lambda r: len(r[1]) + len(r[2]))
+    done = 0
+    bar = tqdm(total=len(rows), desc=f"{target.label} reference log-probs", unit="sample", disable=not progress)
+    with torch.no_grad():
+        for start in range(0, len(rows), cfg.batch_size):
+            part = rows[start : start + cfg.batch_size]
+            by_temp: dict[float, list] = {}
+            for r in part:
+                by_temp.setdefault(r[3], []).append(r)
+            updates = []
+            for temp, group in by_temp.items():
+                seqs = [Seq(tuple(r[1]), tuple(r[2])) for r in group]
+                lps = sequence_logps(model, seqs, pad, temperature=temp).summed.tolist()
+                updates += [(ref_key, lp, r[0]) for r, lp in zip(group, lps)]
+            with store.transaction() as con:
+                con.executemany("UPDATE generations SET reference = ?, reference_logp = ? WHERE generation_id = ?",
+                                updates)
+            done += len(part)
+            bar.update(len(part))
+    bar.close()
+    return done
+
+
+def _totals(store, target, prompts, cfg, backend, report) -> None:
+    keys = [k for t in range(1, max([len(turns_of(p)) for p in prompts] + [1]) + 1)
+            for k in _keys(target, prompts, cfg, backend, t)]
+    with store.connect() as con:
+        con.execute("CREATE TEMP TABLE wanted (k VARCHAR)")
+        con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
+        n, tokens = con.execute("SELECT count(*), coalesce(sum(n_tokens), 0) FROM generations "
+                                "JOIN wanted ON generation_id = k").fetchone()
+    report.samples, report.tokens = n, int(tokens)
+    report.cached = n - report.generated

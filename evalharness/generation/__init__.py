@@ -1,0 +1,1 @@
+"""Generation backends (vllm, hf) and their contract (base.py)."""
