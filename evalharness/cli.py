@@ -105,7 +105,8 @@ def generate(
 ):
     """Sample checkpoints on a prompt set into the store. Re-running generates only what is missing."""
     with user_errors():
-        from evalharness.generate import GenerateConfig, generate as run_generate
+        from evalharness.generate import GenerateConfig
+        from evalharness.generate import generate as run_generate
         from evalharness.generation.base import Sampling
         from evalharness.store import Store
 
