@@ -210,6 +210,10 @@ def _run(args, spec: dict) -> int:
     runs = measure(spec, wanted)
     results = {name: summarise(rs) for name, rs in runs.items()}
     print_table(results)
+    if spec["repeats"] > 1:
+        for name, rs in runs.items():
+            print(f"  {name:<16}tokens/s per process: " + ", ".join(f"{r['tokens_per_s']:.0f}" for r in rs)
+                  + "; slowest step per process: " + ", ".join(f"{max(r['step_s']):.3f}s" for r in rs))
     print_ratios(results)
     failures = check_step1(runs)
     if not args.no_check:

@@ -175,10 +175,9 @@ def _existing(store: Store, keys) -> set[str]:
     if not keys:
         return set()
     with store.connect() as con:
-        con.execute("CREATE TEMP TABLE wanted (k VARCHAR)")
-        con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
         return {k for (k,) in con.execute(
-            "SELECT generation_id FROM generations JOIN wanted ON generation_id = k").fetchall()}
+            "SELECT generation_id FROM generations JOIN (SELECT unnest(?) AS k) ON generation_id = k",
+            [list(keys)]).fetchall()}
 
 
 def _missing(store, target, prompts, cfg, backend, turn):
@@ -280,9 +279,7 @@ def _totals(store, target, prompts, cfg, backend, report) -> None:
     keys = [k for t in range(1, max([len(turns_of(p)) for p in prompts] + [1]) + 1)
             for k in _keys(target, prompts, cfg, backend, t)]
     with store.connect() as con:
-        con.execute("CREATE TEMP TABLE wanted (k VARCHAR)")
-        con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
         n, tokens = con.execute("SELECT count(*), coalesce(sum(n_tokens), 0) FROM generations "
-                                "JOIN wanted ON generation_id = k").fetchone()
+                                "JOIN (SELECT unnest(?) AS k) ON generation_id = k", [keys]).fetchone()
     report.samples, report.tokens = n, int(tokens)
     report.cached = n - report.generated

@@ -237,10 +237,9 @@ class Store:
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]]) -> None:
         """Insert or replace (run, step, name) rows: a resumed run that re-does a step overwrites, never duplicates."""
         rows = [(run_id, int(s), n, float(v)) for s, n, v in rows]
-        if not rows:
-            return
-        with self.transaction() as con:
-            con.executemany("INSERT OR REPLACE INTO train_metrics VALUES (?, ?, ?, ?)", rows)
+        if rows:
+            with self.transaction() as con:
+                bulk_insert(con, "INSERT OR REPLACE INTO train_metrics", rows)
 
     def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
         with self.connect() as con:
@@ -253,10 +252,9 @@ class Store:
         if not keys:
             return {}
         with self.connect() as con:
-            con.execute("CREATE TEMP TABLE wanted (key VARCHAR)")
-            con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in keys])
             rows = con.execute(
-                "SELECT r.key, r.logp, r.n_tokens FROM reference_logps r JOIN wanted w USING (key)"
+                "SELECT r.key, r.logp, r.n_tokens FROM reference_logps r JOIN (SELECT unnest(?) AS key) w USING (key)",
+                [list(keys)],
             ).fetchall()
         return {k: (lp, n) for k, lp, n in rows}
 
@@ -264,7 +262,17 @@ class Store:
         rows = [(k, model, float(lp), int(n)) for k, lp, n in rows]
         if rows:
             with self.transaction() as con:
-                con.executemany("INSERT OR IGNORE INTO reference_logps VALUES (?, ?, ?, ?)", rows)
+                bulk_insert(con, "INSERT OR IGNORE INTO reference_logps", rows)
+
+
+def bulk_insert(con, statement: str, rows: list[tuple]) -> None:
+    """``statement`` ("INSERT … INTO table") for many rows in one query: one list per column, unnested together.
+
+    DuckDB's executemany runs one statement per row (about 2 ms each); this is one statement for all of them.
+    """
+    columns = list(zip(*rows))
+    select = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
+    con.execute(f"{statement} SELECT {select}", [list(c) for c in columns])
 
 
 def migrate(con) -> int:

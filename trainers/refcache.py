@@ -29,6 +29,7 @@ class ReferenceCache:
     def __init__(self, store, fingerprint: str, temperature: float):
         self.store, self.fingerprint, self.temperature = store, fingerprint, temperature
         self.values: dict[str, float] = {}
+        self._by_seq: dict[Seq, float] = {}  # lookups in the step loop skip re-hashing the token ids
 
     def key(self, seq: Seq) -> str:
         return content_hash(["reference-logp", self.fingerprint, seq.prompt, seq.response, self.temperature])
@@ -63,4 +64,9 @@ class ReferenceCache:
         return CacheReport(len(keys), len(found), len(todo), time.perf_counter() - start)
 
     def lookup(self, seqs: list[Seq], device) -> torch.Tensor:
-        return torch.tensor([self.values[self.key(s)] for s in seqs], dtype=torch.float32, device=device)
+        values = []
+        for s in seqs:
+            if s not in self._by_seq:
+                self._by_seq[s] = self.values[self.key(s)]
+            values.append(self._by_seq[s])
+        return torch.tensor(values, dtype=torch.float32, device=device)
