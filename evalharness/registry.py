@@ -1,4 +1,4 @@
-"""One small registry for losses, datasets, judges and generators.
+"""One small registry for losses, datasets, prompt sets, judges and generators.
 
 Entries are lazy ``"module:attr"`` strings, so listing names (and ``evalharness --help``) imports neither torch nor
 vLLM. Lookup is strict: an unknown name is an error with a "did you mean" hint, never a silent default.
@@ -11,8 +11,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("losses", "datasets", "judges", "generators")
-_SINGULAR = {"losses": "loss", "datasets": "dataset", "judges": "judge", "generators": "generator"}
+KINDS = ("losses", "datasets", "prompts", "judges", "generators")
+_SINGULAR = {
+    "losses": "loss", "datasets": "dataset", "prompts": "prompt set", "judges": "judge", "generators": "generator",
+}
 
 
 class RegistryError(LookupError):
