@@ -147,7 +147,7 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
             batch = [p.examples[i] for i in orders[epoch][within]]
             sync = a == cfg.grad_accum - 1
             with (acc.no_sync(model) if not sync and world > 1 else _null()):
-                with acc.autocast():
+                with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16"):
                     inputs, n_tok = build_inputs(spec.needs, batch, p, state, cfg.logit_temperature)
                     output = spec.fn(inputs, params)
                 # Sum over the micro-batch / size of the global batch: the gradient of the global-batch mean

@@ -78,7 +78,9 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     if len(tok.examples) < cfg.batch_size:
         raise ConfigError(f"only {len(tok.examples)} usable training examples; batch_size is {cfg.batch_size}")
     torch.manual_seed(cfg.seed)
-    acc = Accelerator(mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no", cpu=not torch.cuda.is_available())
+    # bf16 is applied with torch.autocast in the loop rather than Accelerator(mixed_precision=…): accelerate keeps one
+    # process-wide state, and a second run in the same process (recipes, library use) may ask for another precision.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
     resume = ckpt.latest_checkpoint(out)
     reward = "reward_head" in spec.needs
     load = load_reward_model if reward else load_causal_lm
