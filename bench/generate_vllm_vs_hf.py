@@ -11,7 +11,8 @@ sample may end at eos earlier on one side: tokens/s counts the tokens each actua
 What is measured. Each backend runs in its own child process, one at a time, with one thread (OMP/MKL at 1,
 ``torch.set_num_threads(1)``; vLLM in-process). The child loads the generator, runs one small warm-up call, then
 ``--repeats`` timed ``generate`` calls over all prompts; the table shows the median tokens/s (generated tokens / wall
-time of one call: scheduling, sampling, log-probs and detokenisation included, loading not). Load time is import +
+time of one call: scheduling, sampling, log-probs and detokenisation included, loading not), and tokens per CPU
+second of the same span, which stays put when other processes compete for the cores. Load time is import +
 model/engine construction. Peak RSS is the child's ``ru_maxrss`` from ``os.wait4``: imports, weights, KV cache and all.
 The hf backend runs at ``--hf-batch-size`` (the harness default, 16, and all prompts at once); vLLM schedules its own
 batches.
@@ -82,7 +83,8 @@ def worker(spec_file: str) -> None:
     from evalharness.generation.base import Request, Sampling
 
     spec = json.loads(Path(spec_file).read_text())
-    kw = {"batch_size": spec["batch_size"]} if spec["backend"] == "hf" else {}
+    kw = ({"batch_size": spec["batch_size"]} if spec["backend"] == "hf"
+          else {"kv_cache_memory_bytes": spec["kv_cache_bytes"]})
     gen = load_generator(spec["backend"], spec["model"], **kw)
     load_s = time.perf_counter() - t0
     requests = [Request(tuple(p), 1000 + i) for i, p in enumerate(spec["prompts"])]
@@ -90,11 +92,12 @@ def worker(spec_file: str) -> None:
     gen.generate(requests[:4], Sampling(temperature=0.8, max_new_tokens=8))  # warm-up: first-call allocations
     runs = []
     for _ in range(spec["repeats"]):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         samples = gen.generate(requests, sampling)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         tokens = sum(len(s.token_ids) for s in samples)
-        runs.append({"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds})
+        runs.append({"seconds": seconds, "cpu_seconds": cpu, "tokens": tokens, "tokens_per_s": tokens / seconds,
+                     "tokens_per_cpu_s": tokens / cpu})
     mean_logp = sum(s.logp for s in samples) / max(1, sum(len(s.token_ids) for s in samples))
     gen.close()
     Path(spec["result"]).write_text(json.dumps({"load_s": load_s, "runs": runs, "mean_token_logp": mean_logp}))
@@ -107,7 +110,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--hf-batch-size", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--hf-batch-size", type=int, nargs="*", default=[16, 64], help="one hf run per size; none: skip hf")
+    ap.add_argument("--no-vllm", action="store_true", help="skip the vllm run (e.g. vLLM not installed)")
+    ap.add_argument("--kv-cache-mib", type=int, default=256, help="vLLM's KV cache (the backend's default: 256)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -117,12 +122,13 @@ def main() -> None:
         for name in args.models:
             path = build_model(name, work)
             prompts = make_prompts(path, args.prompts)
-            configs = [("vllm", None)] + [("hf", b) for b in args.hf_batch_size]
+            configs = [("vllm", None)] * (not args.no_vllm) + [("hf", b) for b in args.hf_batch_size]
             for backend, batch in configs:
                 label = f"{name} {backend}" + (f" b{batch}" if batch else "")
                 print(f"running {label} ...", file=sys.stderr, flush=True)
                 spec = dict(label=label.replace(" ", "_"), backend=backend, model=str(path), prompts=prompts,
-                            new_tokens=args.new_tokens, repeats=args.repeats, batch_size=batch)
+                            new_tokens=args.new_tokens, repeats=args.repeats, batch_size=batch,
+                            kv_cache_bytes=args.kv_cache_mib << 20)
                 result = run_child(spec, work)
                 rows.append(dict(model=name, backend=backend, batch=batch, prompt_tokens=sum(map(len, prompts)),
                                  **result))
@@ -135,15 +141,16 @@ def table(rows: list[dict], args) -> str:
     lines = [f"{args.prompts} prompts x up to {args.new_tokens} new tokens, temperature 0.8, float32, 1 thread, "
              f"median of {args.repeats}; {platform.processor() or platform.machine()}, python {platform.python_version()}",
              "",
-             "| model | backend | tokens/s | vLLM / this | generated tokens | load s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | backend | tokens/s | vLLM / this | tokens/CPU-s | generated tokens | load s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         r["tps"] = statistics.median(run["tokens_per_s"] for run in r["runs"])
+        r["tpc"] = statistics.median(run["tokens_per_cpu_s"] for run in r["runs"])
     for r in rows:
         vllm = next((v["tps"] for v in rows if v["model"] == r["model"] and v["backend"] == "vllm"), None)
         name = r["backend"] + (f" (batch {r['batch']})" if r["batch"] else "")
         ratio = f"{vllm / r['tps']:.2f}x" if vllm and r["backend"] != "vllm" else "-"
-        lines.append(f"| {r['model']} | {name} | {r['tps']:,.0f} | {ratio} | {r['runs'][-1]['tokens']} | "
+        lines.append(f"| {r['model']} | {name} | {r['tps']:,.0f} | {ratio} | {r['tpc']:,.0f} | {r['runs'][-1]['tokens']} | "
                      f"{r['load_s']:.1f} | {r['peak_rss_mb']:,.0f} |")
     return "\n".join(lines)
 

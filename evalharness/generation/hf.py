@@ -17,14 +17,11 @@ length; finished rows are dropped from the batch and from the KV cache.
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import Sequence
 
 import torch
 
 from evalharness.generation.base import Request, Sample, Sampling
-
-log = logging.getLogger(__name__)
 
 
 class HFGenerator:
