@@ -34,16 +34,20 @@ class ReferenceCache:
     def key(self, seq: Seq) -> str:
         return content_hash(["reference-logp", self.fingerprint, seq.prompt, seq.response, self.temperature])
 
-    def fill(self, model, seqs: list[Seq], pad_id: int, batch_size: int, progress: bool = True, write: bool = True):
-        """Load what the store has; score the rest in batches (longest first, little padding) and store it."""
+    def fill(self, load_model, seqs: list[Seq], pad_id: int, batch_size: int, progress: bool = True, write: bool = True):
+        """Load what the store has; score the rest in batches (longest first, little padding) and store it.
+
+        ``load_model()`` returns the reference model; it is called only when something is missing.
+        """
         start = time.perf_counter()
         keys = {self.key(s): s for s in seqs}
         found = self.store.get_reference_logps(list(keys))
         self.values.update({k: v[0] for k, v in found.items()})
         todo = sorted((s for k, s in keys.items() if k not in found), key=len, reverse=True)
-        bar = tqdm(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress or not todo)
-        was_training = model.training
-        model.eval()
+        if not todo:
+            return CacheReport(len(keys), len(found), 0, time.perf_counter() - start)
+        model = load_model()
+        bar = tqdm(total=len(todo), desc="reference log-probs", unit="seq", disable=not progress)
         pending = []
         with torch.no_grad():
             for i in range(0, len(todo), batch_size):
@@ -60,7 +64,6 @@ class ReferenceCache:
         if write:
             self.store.put_reference_logps(self.fingerprint, pending)
         bar.close()
-        model.train(was_training)
         return CacheReport(len(keys), len(found), len(todo), time.perf_counter() - start)
 
     def lookup(self, seqs: list[Seq], device) -> torch.Tensor:

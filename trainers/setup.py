@@ -90,8 +90,9 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
         ref_path = cfg.reference or start
         if resume is not None and (resume / "reference").is_dir():
             ref_path = str(resume / "reference")  # a moving reference resumes where it was
-        reference = load_causal_lm(ref_path)
-        reference.requires_grad_(False).eval()
+        if not cacheable(spec, cfg):
+            reference = load_causal_lm(ref_path)
+            reference.requires_grad_(False).eval()
     if cfg.lora_r:
         model = _lora(model, cfg, resume)
     elif resume is not None:
@@ -101,16 +102,15 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
         model.config.pad_token_id = pad_id
     cache, report = None, None
     if cacheable(spec, cfg):
-        cache = ReferenceCache(store, model_fingerprint(reference), cfg.logit_temperature)
+        # The key comes from the weight files, so a warm cache never loads the reference model at all.
+        cache = ReferenceCache(store, model_fingerprint(ref_path), cfg.logit_temperature)
         seqs = [s for ex in tok.examples for s in _seqs(ex)]
         if acc.is_main_process:
-            report = cache.fill(reference.to(acc.device), seqs, pad_id, batch_size=max(2 * cfg.batch_size, 8),
-                                progress=progress)
+            report = cache.fill(lambda: load_causal_lm(ref_path).eval().to(acc.device), seqs, pad_id,
+                                batch_size=max(2 * cfg.batch_size, 8), progress=progress)
         acc.wait_for_everyone()
         if not acc.is_main_process:
-            cache.fill(reference, [], pad_id, 1, progress=False, write=False)
             cache.values.update({k: v[0] for k, v in store.get_reference_logps([cache.key(s) for s in seqs]).items()})
-        reference = None  # cached: the reference model is no longer needed in memory
     trainable = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)

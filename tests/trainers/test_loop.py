@@ -98,7 +98,7 @@ def test_resume_is_exact_for_losses_with_state_or_a_moving_reference(tmp_path, l
         assert beta[4] == pytest.approx(full.last_metrics["state/beta"], abs=1e-9)
 
 
-def test_cached_reference_gives_the_same_training_as_a_live_reference(tmp_path):
+def test_cached_reference_gives_the_same_training_as_a_live_reference(tmp_path, monkeypatch):
     store = Store(str(tmp_path / "s.duckdb"))
     cached = train(_cfg(tmp_path / "c", "dpo", max_steps=3), store, progress=False)[0]
     live = train(_cfg(tmp_path / "l", "dpo", max_steps=3, reference_cache=False), store, progress=False)[0]
@@ -108,8 +108,14 @@ def test_cached_reference_gives_the_same_training_as_a_live_reference(tmp_path):
     ll = {s: v for s, n, v in store.metrics(live.run_id) if n == "loss"}
     assert lc == pytest.approx(ll, abs=1e-5)
     # The same reference on the same tokens is never scored twice: a new run (another β) hits the cache fully.
+    import evalharness.models as models
+
+    loads = []
+    real_load = models.load_causal_lm
+    monkeypatch.setattr(models, "load_causal_lm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     other = train(_cfg(tmp_path / "o", "dpo", max_steps=1, params={"beta": "0.5"}), store, progress=False)[0]
     assert other.reference_cache.computed == 0 and other.reference_cache.hits == other.reference_cache.sequences
+    assert len(loads) == 1  # the policy; with the cache warm the reference model is never loaded
 
 
 def test_state_update_sees_the_whole_global_batch(tmp_path):
