@@ -69,11 +69,10 @@ class Encoder:
         return self.tok(text, add_special_tokens=add_special)["input_ids"]
 
     def response_ids(self, y: str) -> list[int]:
+        # render_response already ends the response the way generation stops (the template's end-of-turn token,
+        # or eos): appending eos here would train a second end token after e.g. Llama-3's <|eot_id|>.
         text = self._render_response(self.tok, y, self.style)
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        if self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
-            ids = ids + [self.tok.eos_token_id]
-        return ids
+        return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def seq(self, x: PromptText, y: str, prefix: str = "") -> Seq:
         p, r = self.prompt_ids(x, prefix), self.response_ids(y)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from trainers.batching import Encoder, Seq, batch_order, collate
@@ -18,13 +19,13 @@ def test_truncation_keeps_the_end_of_the_prompt_and_the_start_of_the_response():
     verbatim = (lambda tok, x, style: x, lambda tok, y, style: y)
     enc = Encoder(_Tok(), "plain", max_length=6, max_prompt_length=3, render=verbatim)
     # prompt words of lengths 1..5 -> ids 11..15; keep the last 3: 13 14 15
-    # response lengths 6,7,8,9 -> 16 17 18 19, plus eos 1; room = 6 - 3 = 3: 16 17 18
+    # response lengths 6,7,8,9 -> 16 17 18 19; room = 6 - 3 = 3: 16 17 18
     s = enc.seq("a bb ccc dddd eeeee", "ffffff ggggggg hhhhhhhh iiiiiiiii")
     assert s.prompt == (13, 14, 15) and s.response == (16, 17, 18)
     assert enc.truncated
     enc.truncated = False
     s = enc.seq("a", "bb")
-    assert s.prompt == (11,) and s.response == (12, 1) and not enc.truncated
+    assert s.prompt == (11,) and s.response == (12,) and not enc.truncated
 
 
 def test_batch_order_is_deterministic_bucketed_and_drops_the_incomplete_batch():
@@ -66,3 +67,15 @@ def test_sequence_logps_sum_only_response_tokens_at_the_given_temperature():
     assert torch.allclose(fwd.summed, expected, atol=1e-6)
     assert fwd.lengths.tolist() == [2.0, 1.0]
     assert fwd.tokens == 6
+
+
+@pytest.mark.parametrize("style", ["auto", "plain"])
+def test_a_response_ends_with_exactly_one_end_token(style):
+    from evalharness.data.types import Message
+    from evalharness.models import load_tokenizer, resolve_model
+
+    tok = load_tokenizer(resolve_model("tiny-llama"))
+    enc = Encoder(tok, style, max_length=256, max_prompt_length=128)
+    s = enc.seq((Message("user", "Hi?"),), "Fine.")
+    assert s.response[-1] == tok.eos_token_id and s.response[-2] != tok.eos_token_id
+    assert tok.decode(list(s.response), skip_special_tokens=True).strip() == "Fine."
