@@ -27,11 +27,25 @@ def user_errors():
     """Known bad input becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
     from evalharness.errors import USER_ERRORS
 
+    _quiet_libraries()
     try:
         yield
     except USER_ERRORS as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _quiet_libraries() -> None:
+    """Our progress bars say what is happening; transformers' per-file loading bars only add noise."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 @app.command()
