@@ -128,14 +128,20 @@ class Loaded(NamedTuple):
 
 def load(spec: DatasetSpec) -> Loaded:
     """Load ``spec`` through the datasets registry. Unknown names raise ``RegistryError`` with a "did you mean" hint."""
+    return load_registered("datasets", spec, Loaded)
+
+
+def load_registered(kind: str, spec, wrap):
+    """Call the loader registered under ``spec.name`` in registry ``kind``; ``wrap`` is its (items, report) tuple.
+
+    A plugin that returns a bare list still gets a report.
+    """
     from evalharness.plugins import registry
 
-    loader = registry("datasets").get(spec.name)
-    result = loader(spec)
-    if not isinstance(result, Loaded):  # a plugin that returns a bare list still gets a report
-        examples = list(result)
-        report = LoadReport(spec.name, spec.path or spec.hub_id or spec.name, len(examples), len(examples))
-        result = Loaded(examples, report)
+    result = registry(kind).get(spec.name)(spec)
+    if not isinstance(result, wrap):
+        items = list(result)
+        result = wrap(items, LoadReport(spec.name, spec.path or spec.hub_id or spec.name, len(items), len(items)))
     return result
 
 

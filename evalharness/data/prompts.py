@@ -34,7 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from evalharness.data.loaders import DatasetSpec, LoadReport, Row, get_column, get_text, kind_of, read_file
+from evalharness.data.loaders import (
+    DatasetSpec,
+    LoadReport,
+    Row,
+    get_column,
+    get_text,
+    kind_of,
+    load_registered,
+    read_file,
+)
 from evalharness.data.types import DataError, Message, Prompt
 from evalharness.hashing import content_hash
 
@@ -102,15 +111,7 @@ class LoadedPrompts(NamedTuple):
 
 def load_prompts(spec: PromptSetSpec) -> LoadedPrompts:
     """Load ``spec`` through the prompts registry. Unknown names raise ``RegistryError`` with a "did you mean" hint."""
-    from evalharness.plugins import registry
-
-    loader = registry("prompts").get(spec.name)
-    result = loader(spec)
-    if not isinstance(result, LoadedPrompts):  # a plugin that returns a bare list still gets a report
-        prompts = list(result)
-        report = LoadReport(spec.name, spec.path or spec.hub_id or spec.name, len(prompts), len(prompts))
-        result = LoadedPrompts(prompts, report)
-    return result
+    return load_registered("prompts", spec, LoadedPrompts)
 
 
 # ------------------------------------------------------------------------------------------------------ prompts
