@@ -170,5 +170,11 @@ def runs(store: Path = STORE):
                        f"{r['base_model']:<14} {r['name']}")
 
 
+# Commands in evalharness/commands/ register themselves on `app` (imported here, after `app` exists).
+from evalharness import commands as _commands  # noqa: E402
+
+_commands.load()
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

@@ -69,8 +69,14 @@ def register_builtin_generators(reg: Registry) -> None:
 
 
 def register_builtin_judges(reg: Registry) -> None:
-    # The judges arrive with the judging issue; the group exists so plugins can register now.
-    return None
+    reg.add("reward-model", "judges.reward_model:RewardModelJudge",
+            "a sequence-classification reward model (e.g. one trained with bradley-terry); pointwise scores")
+    reg.add("pairrm", "judges.pairrm:PairRMJudge",
+            "PairRM pairwise ranker (DeBERTa-v2, llm-blender/PairRM-hf layout); both orders averaged")
+    reg.add("llm", "judges.llm:LLMJudge",
+            "any OpenAI-compatible chat endpoint with a pairwise template (--base-url, --model, OPENAI_API_KEY)")
+    reg.add("gpt-4", "judges.llm:gpt4_judge", "the llm judge with model gpt-4o and the MT-Bench pairwise template")
+    reg.add("oracle", "judges.oracle:OracleJudge", "the synthetic task's gold reward (rule-based; exact)")
 
 
 def reset() -> None:

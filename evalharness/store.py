@@ -105,6 +105,73 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "judgments, scores, metrics, diagnostics",
+        """
+        CREATE TABLE judgments (
+            judgment_id VARCHAR PRIMARY KEY,    -- hash(cache_key, generation_first, generation_second)
+            cache_key VARCHAR,                  -- hash(judge id, version, template, prompt, the two texts, order)
+            judge VARCHAR,                      -- judge id (never holds a secret)
+            judge_version VARCHAR,
+            template VARCHAR,                   -- template name and content hash, '' for judges without one
+            prompt_id VARCHAR,
+            turn INTEGER,
+            sample_index INTEGER,
+            pair_id VARCHAR,                    -- hash(judge, template, prompt, turn, sample, model A, model B): both orders share it
+            model_a VARCHAR,                    -- checkpoint key of the pair's first model (the one being rated)
+            model_b VARCHAR,                    -- checkpoint key of the other (the baseline in --baseline mode)
+            swapped BOOLEAN,                    -- false: A was shown first, true: B was shown first
+            generation_first VARCHAR,
+            generation_second VARCHAR,
+            verdict VARCHAR,                    -- first | second | tie | unparsed | failed (positions as shown)
+            probability DOUBLE,                 -- P(the first shown is preferred) where the judge gives one
+            raw VARCHAR,
+            latency DOUBLE,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost DOUBLE,
+            error VARCHAR,
+            created_at TIMESTAMP
+        );
+        CREATE INDEX judgments_cache ON judgments (cache_key);
+        CREATE TABLE scores (
+            score_id VARCHAR PRIMARY KEY,       -- hash(judge id, version, template, prompt, text)
+            judge VARCHAR,
+            judge_version VARCHAR,
+            generation_id VARCHAR,
+            prompt_id VARCHAR,
+            score DOUBLE,
+            created_at TIMESTAMP
+        );
+        CREATE TABLE metrics (
+            metric_id VARCHAR PRIMARY KEY,      -- hash(checkpoint, dataset, metric, settings)
+            checkpoint VARCHAR,                 -- checkpoint key, as in generations
+            label VARCHAR,
+            dataset VARCHAR,                    -- dataset or prompt-set name plus a content hash of what was read
+            metric VARCHAR,
+            value DOUBLE,
+            n INTEGER,
+            se DOUBLE,
+            ci_low DOUBLE,
+            ci_high DOUBLE,
+            settings JSON,                      -- batch size, temperature, bootstrap resamples and seed…
+            code_version VARCHAR,
+            created_at TIMESTAMP
+        );
+        CREATE TABLE diagnostics (
+            diagnostic_id VARCHAR PRIMARY KEY,  -- hash(kind, checkpoint, dataset, settings, name)
+            kind VARCHAR,                       -- information-difference | gradient | monotonicity | density-ratio | beta-sensitivity
+            checkpoint VARCHAR,
+            dataset VARCHAR,
+            name VARCHAR,
+            value DOUBLE,
+            data JSON,                          -- arrays behind a figure (distributions, per-step values)
+            settings JSON,
+            code_version VARCHAR,
+            created_at TIMESTAMP
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
