@@ -22,4 +22,10 @@ def _model_error():
         return ModelNotFound
 
 
-USER_ERRORS = (ConfigError, DataError, RegistryError, StoreError, ParamError, _model_error())
+def _judge_error():
+    from judges.base import JudgeError
+
+    return JudgeError
+
+
+USER_ERRORS = (ConfigError, DataError, RegistryError, StoreError, ParamError, _model_error(), _judge_error())

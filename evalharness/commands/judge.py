@@ -1,0 +1,57 @@
+"""`evalharness judge`: pairwise judging in both orders into the store, then the leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from evalharness.cli import STORE, app, user_errors
+
+
+@app.command("judge")
+def judge_command(
+    judge: str = typer.Option(..., "--judge", "-j", help="NAME[:k=v,…]: oracle, reward-model:path=DIR, pairrm, "
+                                                          "llm:model=gpt-4o,template=mt-bench, gpt-4, or a plugin."),
+    models: str = typer.Option(..., "--models", "-m", help="Comma-separated: sampled labels, runs (RUN[:STEP]) or "
+                                                             "model paths; runs and models not yet sampled are sampled."),
+    baseline: Optional[str] = typer.Option(None, help="Compare every model with this one."),
+    all_pairs: bool = typer.Option(False, "--all-pairs", help="Compare every pair of models."),
+    vs_reference: bool = typer.Option(False, "--vs-reference", help="Compare each model with the prompt set's "
+                                                                     "reference answers."),
+    prompts: str = typer.Option("synthetic", help="Prompt set the pairs come from."),
+    path: Optional[str] = typer.Option(None, help="File of the prompt set, when models must be sampled."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts when sampling."),
+    samples: int = typer.Option(1, help="Samples per prompt to pair (sample i of A meets sample i of B)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for llm judges (key: "
+                                                       "OPENAI_API_KEY, never stored)."),
+    model: Optional[str] = typer.Option(None, "--judge-model", help="The llm judge's model name, e.g. gpt-4o."),
+    concurrency: Optional[int] = typer.Option(None, help="Requests in flight for llm judges."),
+    leaderboard: bool = typer.Option(True, help="Print the leaderboard after judging."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+    store: Path = STORE,
+):
+    """Judge every pair in both orders; both raw verdicts are stored. Re-running makes no new judge calls."""
+    with user_errors():
+        from evalharness.store import Store
+        from judges.runner import JudgeConfig
+        from judges.runner import judge as run_judge
+
+        options = {"base_url": base_url, "model": model, "concurrency": concurrency}
+        cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
+                          vs_reference, prompts, path, limit, samples, judge_options=options)
+        report = run_judge(cfg, Store(str(store)), progress=progress)
+        for note in report.notes:
+            typer.echo(note)
+        typer.echo(report.line())
+        if leaderboard:
+            _print_leaderboard(str(store), report.judge, prompts, baseline)
+
+
+def _print_leaderboard(store: str, judge_id: str, prompts: str, baseline: str | None) -> None:
+    try:
+        from leaderboards.cli_support import leaderboard_text
+    except ImportError:  # the leaderboard package is optional for judging
+        return
+    typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline))

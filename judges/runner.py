@@ -1,0 +1,354 @@
+"""`evalharness judge`: show every pair to a judge in both orders and store both raw verdicts, resumably.
+
+Pairs come from the ``generations`` table: for each pair of models (A, B) — each model against a baseline, all pairs,
+or each model against the prompt set's reference answers — and each prompt both answered, sample i of A meets sample i
+of B. Each order is one row in ``judgments``. A row's cache key is hash(judge id, version, template, conversation,
+reference, first text, second text): a verdict already stored under that key is reused without a call (the same two
+texts in the same order, whichever models wrote them), so re-running a command makes zero new calls and an interrupted
+run resumes after its last written chunk. Rows that failed (endpoint errors) are retried on the next run; unparsed
+answers are kept as they are, never guessed.
+
+A judge that scores responses on its own (reward model, oracle) scores each distinct response once into ``scores``;
+its verdicts are score differences.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalharness.config import ConfigError
+from evalharness.data.types import Message
+from evalharness.hashing import content_hash
+from evalharness.store import Store, bulk_insert, now
+from judges.base import Comparison, Judge, Verdict, can_score, verdict_from_scores
+
+REFERENCE = "reference"
+
+
+@dataclass
+class JudgeConfig:
+    judge: str  # NAME[:k=v,…]
+    models: list[str]  # labels, checkpoint keys, run names or model paths
+    baseline: str | None = None
+    all_pairs: bool = False
+    vs_reference: bool = False
+    prompts: str = "synthetic"  # the prompt set the pairs are drawn from
+    path: str | None = None  # its file, when generations must be sampled first
+    limit: int | None = None
+    samples: int = 1  # sample indices paired per prompt (sample i of A meets sample i of B)
+    judge_options: dict[str, Any] = field(default_factory=dict)  # CLI flags for the judge (base_url, model, …)
+    chunk: int = 64  # comparisons per write: an interruption loses at most this many verdicts
+    generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig fields for models not yet sampled
+
+    def __post_init__(self):
+        modes = sum([self.baseline is not None, self.all_pairs, self.vs_reference])
+        if modes != 1:
+            raise ConfigError("choose exactly one of --baseline X, --all-pairs or --vs-reference")
+        if not self.models:
+            raise ConfigError("--models needs at least one model")
+        if self.all_pairs and len(self.models) < 2:
+            raise ConfigError("--all-pairs needs at least two models")
+        if self.samples < 1 or self.chunk < 1:
+            raise ConfigError("--samples and chunk must be at least 1")
+
+
+@dataclass
+class Side:
+    key: str  # checkpoint key in generations
+    label: str
+
+
+@dataclass
+class Report:
+    judge: str
+    pairs: int = 0
+    judgments: int = 0
+    stored: int = 0  # already in the store for these very generations
+    reused: int = 0  # same texts judged before for other generations: copied, no call
+    called: int = 0
+    scored: int = 0  # responses a pointwise judge scored in this run
+    failed: int = 0
+    unparsed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        spend = f", {self.prompt_tokens}+{self.completion_tokens} tokens" if self.prompt_tokens else ""
+        spend += f", cost {self.cost:.4f}" if self.cost else ""
+        return (f"{self.judge}: {self.pairs} pairs, {self.judgments} judgments ({self.stored} already stored, "
+                f"{self.reused} reused from the cache, {self.called} judged now"
+                + (f", {self.scored} responses scored" if self.scored else "")
+                + f"), {self.failed} failed, {self.unparsed} unparsed{spend}, {self.seconds:.1f}s")
+
+
+@dataclass
+class Task:
+    judgment_id: str
+    cache_key: str
+    pair_id: str
+    prompt_id: str
+    turn: int
+    sample_index: int
+    a: Side
+    b: Side
+    swapped: bool
+    gen_first: str
+    gen_second: str
+    comparison: Comparison
+
+
+def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
+    from judges.base import build_judge
+
+    judge_obj = build_judge(cfg.judge, **cfg.judge_options)  # bad judge arguments fail before anything is written
+    report = Report(judge_obj.id)
+    start = time.perf_counter()
+    sides = [resolve_side(store, m, cfg, report) for m in cfg.models]
+    if cfg.vs_reference:
+        pairs = [(s, reference_side(store, cfg.prompts)) for s in sides]
+    elif cfg.all_pairs:
+        pairs = list(itertools.combinations(sides, 2))
+    else:
+        base = resolve_side(store, cfg.baseline, cfg, report)
+        pairs = [(s, base) for s in sides if s.key != base.key]
+        if not pairs:
+            raise ConfigError("every model given is the baseline itself: nothing to compare")
+    tasks = build_tasks(store, judge_obj, cfg, pairs)
+    report.pairs = len({t.pair_id for t in tasks})
+    report.judgments = len(tasks)
+    if not tasks:
+        report.notes.append(f"no prompt of {cfg.prompts!r} has samples from both sides of any pair")
+    todo = _not_stored(store, tasks, report)
+    _judge_tasks(store, judge_obj, todo, cfg.chunk, report, progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------- resolving
+
+
+def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> Side:
+    """A model name → its checkpoint key in ``generations`` on this prompt set, sampling it first when it has none."""
+    found = _find_sampled(store, name, cfg.prompts)
+    if found:
+        return found
+    from evalharness.generate import GenerateConfig, generate, resolve_target
+
+    try:
+        target = resolve_target(name, store, None)
+    except Exception as e:  # not a run or model: say what exists instead
+        labels = _labels(store, cfg.prompts)
+        hint = f" (sampled on {cfg.prompts!r}: {', '.join(labels)})" if labels else ""
+        raise ConfigError(f"{name!r} has no samples on prompt set {cfg.prompts!r} and is not a run or model to "
+                          f"sample{hint}: {e}") from None
+    if _has_samples(store, target.key, cfg.prompts):
+        return Side(target.key, target.label)
+    gen = dict(n=cfg.samples)
+    gen.update(cfg.generate)
+    for r in generate(GenerateConfig([name], cfg.prompts, cfg.path, cfg.limit, **gen), store, progress=False):
+        report.notes.append("sampled " + r.line())
+    return Side(target.key, target.label)
+
+
+def _find_sampled(store: Store, name: str, prompt_set: str) -> Side | None:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT g.checkpoint, g.label FROM generations g JOIN prompts p USING (prompt_id) "
+            "WHERE p.prompt_set = ? AND (g.label = ? OR g.checkpoint = ? OR g.label LIKE ? || ':%')",
+            [prompt_set, name, name, name]).fetchall()
+    exact = [r for r in rows if r[0] == name or r[1] == name]
+    rows = exact or rows
+    if len({r[0] for r in rows}) > 1:
+        if not exact:  # a run name with several sampled checkpoints: the latest step
+            rows.sort(key=lambda r: _step(r[1]))
+            return Side(*rows[-1])
+        raise ConfigError(f"{name!r} names several sampled checkpoints ({', '.join(r[0] for r in rows)}): "
+                          "pass one checkpoint key")
+    return Side(*rows[0]) if rows else None
+
+
+def _step(label: str) -> int:
+    tail = label.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _has_samples(store: Store, key: str, prompt_set: str) -> bool:
+    with store.connect() as con:
+        return con.execute("SELECT count(*) FROM generations g JOIN prompts p USING (prompt_id) "
+                           "WHERE g.checkpoint = ? AND p.prompt_set = ?", [key, prompt_set]).fetchone()[0] > 0
+
+
+def _labels(store: Store, prompt_set: str) -> list[str]:
+    with store.connect() as con:
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT g.label FROM generations g JOIN prompts p USING (prompt_id) WHERE p.prompt_set = ? "
+            "ORDER BY 1", [prompt_set]).fetchall()]
+
+
+def reference_side(store: Store, prompt_set: str) -> Side:
+    """The prompt set's reference answers as generations of a pseudo-model ``reference:<set>`` (stored once)."""
+    key = f"{REFERENCE}:{prompt_set}"
+    with store.transaction() as con:
+        rows = con.execute("SELECT prompt_id, reference FROM prompts WHERE prompt_set = ? AND reference IS NOT NULL "
+                           "AND reference <> ''", [prompt_set]).fetchall()
+        if not rows:
+            raise ConfigError(f"prompt set {prompt_set!r} has no reference answers in the store: --vs-reference needs "
+                              "a set that carries them (mt-bench, vicuna-bench, alpaca-eval, arena-hard)")
+        new = [(content_hash(["reference-answer", key, pid, text]), key, REFERENCE, None, pid, 1, 0, "{}", None,
+                "reference", None, None, text, None, None, None, False, None, None, None, None, now())
+               for pid, text in rows]
+        bulk_insert(con, "INSERT OR IGNORE INTO generations", new)
+    return Side(key, REFERENCE)
+
+
+# ------------------------------------------------------------------------------------------------------ tasks
+
+
+def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tuple[Side, Side]]) -> list[Task]:
+    keys = sorted({s.key for pair in pairs for s in pair})
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT g.checkpoint, g.prompt_id, g.sample_index, g.generation_id, g.text, g.sampling, g.created_at, "
+            "p.messages, p.reference FROM generations g JOIN prompts p USING (prompt_id) "
+            "WHERE p.prompt_set = ? AND g.turn = 1 AND g.sample_index < ? AND g.checkpoint IN "
+            "(SELECT unnest(?)) ORDER BY g.created_at, g.generation_id",
+            [cfg.prompts, cfg.samples, keys]).fetchall()
+    # One sampling configuration per checkpoint: the one that covers the most prompts (the latest on a tie).
+    coverage: dict[tuple[str, str], list] = {}
+    for r in rows:
+        coverage.setdefault((r[0], r[5]), []).append(r)
+    chosen: dict[str, list] = {}
+    for (ck, _), rs in coverage.items():
+        if ck not in chosen or len(rs) >= len(chosen[ck]):
+            chosen[ck] = rs
+    table: dict[tuple[str, str, int], tuple] = {}
+    for ck, rs in chosen.items():
+        for r in rs:
+            table[(ck, r[1], r[2])] = r
+    prompts = sorted({(r[1], r[7], r[8]) for rs in chosen.values() for r in rs})
+    tasks: list[Task] = []
+    ident = [judge_obj.id, judge_obj.version, judge_obj.template]
+    for a, b in pairs:
+        for pid, messages_json, reference in prompts:
+            messages = tuple(Message(m["role"], m["content"]) for m in json.loads(messages_json))
+            for i in range(cfg.samples):
+                ga, gb = table.get((a.key, pid, i)), table.get((b.key, pid, i))
+                if ga is None or gb is None:
+                    continue
+                pair_id = content_hash(["pair", *ident, pid, 1, i, a.key, b.key])
+                for swapped in (False, True):
+                    first, second = (gb, ga) if swapped else (ga, gb)
+                    comp = Comparison(messages, first[4] or "", second[4] or "", reference)
+                    cache_key = content_hash(["judgment", *ident, messages_json, reference, comp.first, comp.second])
+                    tasks.append(Task(content_hash(["judgment-row", cache_key, first[3], second[3]]), cache_key,
+                                      pair_id, pid, 1, i, a, b, swapped, first[3], second[3], comp))
+    return tasks
+
+
+def _not_stored(store: Store, tasks: list[Task], report: Report) -> list[Task]:
+    if not tasks:
+        return []
+    with store.connect() as con:
+        have = {k for (k,) in con.execute(
+            "SELECT judgment_id FROM judgments JOIN (SELECT unnest(?) AS k) ON judgment_id = k "
+            "WHERE verdict <> 'failed'", [[t.judgment_id for t in tasks]]).fetchall()}
+    report.stored = len(have)
+    return [t for t in tasks if t.judgment_id not in have]
+
+
+# ------------------------------------------------------------------------------------------------------ judging
+
+
+def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, report: Report, progress: bool):
+    from tqdm.auto import tqdm
+
+    if not todo:
+        return
+    bar = tqdm(total=len(todo), desc=f"judging with {judge_obj.id}", unit="judgment", disable=not progress)
+    for part in _chunks(todo, chunk):
+        cached = _cached_verdicts(store, [t.cache_key for t in part])
+        fresh = [t for t in part if t.cache_key not in cached]
+        verdicts: dict[str, Verdict] = {}
+        if fresh:
+            unique = list({t.cache_key: t for t in fresh}.values())
+            got = (_verdicts_from_scores(store, judge_obj, unique, report) if can_score(judge_obj)
+                   else judge_obj.compare([t.comparison for t in unique]))
+            if len(got) != len(unique):
+                raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} verdicts for {len(unique)} comparisons")
+            verdicts = {t.cache_key: v for t, v in zip(unique, got)}
+            report.called += len(unique)
+        rows = []
+        for t in part:
+            if t.cache_key in cached:
+                v, reused = cached[t.cache_key], True
+                report.reused += 1
+            else:
+                v, reused = verdicts[t.cache_key], False
+            rows.append(_row(judge_obj, t, v, reused))
+            report.failed += v.winner == "failed"
+            report.unparsed += v.winner == "unparsed"
+            if not reused:
+                report.prompt_tokens += v.prompt_tokens or 0
+                report.completion_tokens += v.completion_tokens or 0
+                report.cost += v.cost or 0.0
+        with store.transaction() as con:
+            bulk_insert(con, "INSERT OR REPLACE INTO judgments", rows)
+        bar.update(len(part))
+    bar.close()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _cached_verdicts(store: Store, keys: list[str]) -> dict[str, Verdict]:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT cache_key, any_value(verdict), any_value(probability), any_value(raw) FROM judgments "
+            "JOIN (SELECT unnest(?) AS k) ON cache_key = k WHERE verdict <> 'failed' GROUP BY cache_key",
+            [keys]).fetchall()
+    return {k: Verdict(v, probability=p, raw=raw) for k, v, p, raw in rows}
+
+
+def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], report: Report) -> list[Verdict]:
+    """Score each distinct (conversation, text) once — from the store where already scored — then compare scores."""
+    ident = [judge_obj.id, judge_obj.version, judge_obj.template]
+    items: dict[str, tuple] = {}  # score_id -> (messages, text, generation_id, prompt_id)
+    per_task = []
+    for t in tasks:
+        ids = []
+        for text, gen in ((t.comparison.first, t.gen_first), (t.comparison.second, t.gen_second)):
+            sid = content_hash(["score", *ident, [list(m) for m in t.comparison.messages], text])
+            items.setdefault(sid, (t.comparison.messages, text, gen, t.prompt_id))
+            ids.append(sid)
+        per_task.append(ids)
+    with store.connect() as con:
+        known = dict(con.execute("SELECT score_id, score FROM scores JOIN (SELECT unnest(?) AS k) ON score_id = k",
+                                 [list(items)]).fetchall())
+    missing = [sid for sid in items if sid not in known]
+    if missing:
+        values = judge_obj.score([(items[s][0], items[s][1]) for s in missing])
+        rows = [(s, judge_obj.id, judge_obj.version, items[s][2], items[s][3], float(v), now())
+                for s, v in zip(missing, values)]
+        with store.transaction() as con:
+            bulk_insert(con, "INSERT OR IGNORE INTO scores", rows)
+        known.update({s: float(v) for s, v in zip(missing, values)})
+        report.scored += len(missing)
+    margin = float(getattr(judge_obj, "tie_margin", 0.0) or 0.0)
+    return [verdict_from_scores(known[a], known[b], margin) for a, b in per_task]
+
+
+def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> tuple:
+    return (t.judgment_id, t.cache_key, judge_obj.id, judge_obj.version, judge_obj.template, t.prompt_id, t.turn,
+            t.sample_index, t.pair_id, t.a.key, t.b.key, t.swapped, t.gen_first, t.gen_second, v.winner,
+            v.probability, v.raw, None if reused else v.latency, None if reused else v.prompt_tokens,
+            None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now())
