@@ -172,6 +172,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "experiments",
+        """
+        CREATE TABLE experiments (
+            experiment_id VARCHAR PRIMARY KEY,  -- content hash of the resolved experiment
+            name VARCHAR,
+            source VARCHAR,                     -- the TOML file it was read from
+            config JSON,                        -- the resolved experiment: every run's bound config, grids expanded
+            runs JSON,                          -- entry name to run id
+            code_version VARCHAR,
+            status VARCHAR,                     -- running | finished | failed
+            created_at TIMESTAMP,
+            updated_at TIMESTAMP
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

