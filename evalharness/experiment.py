@@ -81,11 +81,12 @@ class GenerateSpec:
 
 @dataclass
 class EvalSpec:
-    data: str = "synthetic"
-    path: str | None = None
-    limit: int | None = 64
+    """Statistical metrics on the held-out pairs: by default the runs' own data and split (``[defaults.data]``)."""
+
+    data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields over the runs' data config
     batch_size: int = 8
     bootstrap: int = 1000
+    seed: int = 0
 
 
 @dataclass
@@ -372,6 +373,7 @@ class Runner:
     def __init__(self, exp: Experiment, store: Store, progress: bool = True, echo=print):
         self.exp, self.store, self.progress, self.echo = exp, store, progress, echo
         self.run_ids: dict[str, str] = {}  # entry name -> final run id
+        self.judge_ids: dict[str, str] = {}  # judge spec -> the id its judgments are stored under
         self.pair_files: dict[str, str] = {p.name: str(pairs_path(exp, p, store)) for p in exp.pairs}
 
     def bound(self, entry: RunEntry) -> TrainConfig:
@@ -420,8 +422,10 @@ class Runner:
                           f"{g.n} samples, T={g.temperature}, {g.max_new_tokens} new tokens (missing ones only)"))
         if self.exp.eval:
             e = self.exp.eval
-            steps.append(Step("eval", e.data, True, f"{len(policies)} models on {e.limit or 'all'} held-out pairs of "
-                              f"{e.data!r}: perplexity, agility, margins, KL ({e.bootstrap} bootstrap resamples)"))
+            data = {**dataclasses.asdict(self.exp.runs[0].config.data), **e.data}
+            steps.append(Step("eval", data["name"], True, f"{len(policies)} models on the held-out "
+                              f"{data['eval_fraction']:.0%} of {data['limit'] or 'all'} pairs: perplexity, agility, "
+                              f"margins, KL ({e.bootstrap} bootstrap resamples)"))
         j = self.exp.judge
         others = [p for p in policies if p != j.baseline]
         for spec in j.judges:
@@ -482,13 +486,14 @@ class Runner:
         return models
 
     def _eval(self, models: dict[str, str]) -> None:
-        from evalharness.metrics import EvalConfig, evaluate
+        from evalharness.metrics_eval import EvalConfig, evaluate
 
         e = self.exp.eval
-        cfg = EvalConfig(checkpoints=list(models.values()), data=e.data, path=e.path, limit=e.limit,
-                         batch_size=e.batch_size, bootstrap=e.bootstrap)
-        for line in evaluate(cfg, self.store, progress=self.progress):
-            self.echo(f"eval {line}")
+        data = {**dataclasses.asdict(self.exp.runs[0].config.data), **e.data}
+        cfg = EvalConfig(checkpoints=list(models.values()), data=data, batch_size=e.batch_size,
+                         bootstrap=e.bootstrap, seed=e.seed, prompts=self.exp.generate.prompts)
+        for report in evaluate(cfg, self.store, progress=self.progress):
+            self.echo(f"eval {report.line()}")
 
     def _judge(self, models: dict[str, str]) -> None:
         from judges.runner import JudgeConfig, judge
@@ -505,7 +510,26 @@ class Runner:
             cfg = JudgeConfig(bound, others, prompts=g.prompts, path=g.path, limit=g.limit, samples=j.samples,
                               **mode)
             report = judge(cfg, self.store, progress=self.progress)
+            self.judge_ids[spec] = report.judge
             self.echo("judge " + report.line())
+
+    def leaderboard(self) -> list[str]:
+        """The [leaderboard] section after a run: one judge's board on the sampled prompt set, plots if asked."""
+        from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
+        from leaderboards.render import render
+
+        spec = self.exp.leaderboard
+        name = spec.judge or self.exp.judge.judges[0]
+        board = build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name),
+                                                                     prompt_set=self.exp.generate.prompts))
+        lines = render(leaderboard_table(board), spec.format).splitlines()
+        if spec.plot:
+            from leaderboards.plots import write_plots
+
+            plot_dir = Path(self.store.path).resolve().parent / spec.plot
+            lines += [f"wrote {p}" for p in write_plots(self.store.path, board.rows, plot_dir, board.meta.get("judge"),
+                                                        log=self.echo)]
+        return lines
 
     def _store_experiment(self, status: str) -> None:
         exp = self.exp

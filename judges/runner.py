@@ -300,7 +300,10 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
                 report.completion_tokens += v.completion_tokens or 0
                 report.cost += v.cost or 0.0
         with store.transaction() as con:
-            bulk_insert(con, "INSERT OR REPLACE INTO judgments", rows)
+            # Only a failed row is replaced: a verdict another process stored meanwhile keeps its tokens and cost.
+            con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
+                        [[r[0] for r in rows]])
+            bulk_insert(con, "INSERT OR IGNORE INTO judgments", rows)
         bar.update(len(part))
     bar.close()
 
@@ -321,13 +324,12 @@ def _cached_verdicts(store: Store, keys: list[str]) -> dict[str, Verdict]:
 
 def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], report: Report) -> list[Verdict]:
     """Score each distinct (conversation, text) once — from the store where already scored — then compare scores."""
-    ident = [judge_obj.id, judge_obj.version, judge_obj.template]
     items: dict[str, tuple] = {}  # score_id -> (messages, text, generation_id, prompt_id)
     per_task = []
     for t in tasks:
         ids = []
         for text, gen in ((t.comparison.first, t.gen_first), (t.comparison.second, t.gen_second)):
-            sid = content_hash(["score", *ident, [list(m) for m in t.comparison.messages], text])
+            sid = score_key(judge_obj, t.comparison.messages, text)
             items.setdefault(sid, (t.comparison.messages, text, gen, t.prompt_id))
             ids.append(sid)
         per_task.append(ids)
@@ -345,6 +347,12 @@ def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], rep
         report.scored += len(missing)
     margin = float(getattr(judge_obj, "tie_margin", 0.0) or 0.0)
     return [verdict_from_scores(known[a], known[b], margin) for a, b in per_task]
+
+
+def score_key(judge_obj: Judge, messages, text: str) -> str:
+    """The ``scores`` key of one response under a pointwise judge: hash(judge id, version, template, conversation, text)."""
+    return content_hash(["score", judge_obj.id, judge_obj.version, judge_obj.template, [list(m) for m in messages],
+                         text])
 
 
 def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> tuple:

@@ -20,7 +20,7 @@ lr = 1e-3
 [defaults.data]
 name = "synthetic"
 limit = 16
-eval_fraction = 0.0
+eval_fraction = 0.25
 
 [[runs]]
 name = "sft"
@@ -55,6 +55,9 @@ limit = 3
 n = 1
 max_new_tokens = 8
 backend = "hf"
+
+[eval]
+bootstrap = 50
 
 [judge]
 judges = ["oracle", "reward-model:path=@rm"]
@@ -140,6 +143,8 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
     Runner(exp, store, progress=False, echo=lines.append).run()
     assert any(line.startswith("pairs onpolicy: ") and " pairs from 6 prompts" in line for line in lines)
     # 4 policies + base: each policy vs base on 3 prompts, both orders, for each judge
+    eval_lines = [line for line in lines if line.startswith("eval ")]
+    assert len(eval_lines) == 5 and all("perplexity" in line for line in eval_lines)
     judge_lines = [line for line in lines if line.startswith("judge ")]
     assert len(judge_lines) == 2 and all("12 pairs, 24 judgments" in line for line in judge_lines)
     with store.connect() as con:
@@ -163,4 +168,5 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
     assert "pairs onpolicy: already built (onpolicy.jsonl)" in again
     assert all("0 judged now" in line for line in again if line.startswith("judge "))
     assert all("(0 new, " in line for line in again if line.startswith("generate "))
+    assert all(line.endswith("(all from the store)") for line in again if line.startswith("eval "))
     assert all(not s.todo for s in Runner(exp, store).plan() if s.kind in ("train", "pairs"))

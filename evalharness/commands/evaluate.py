@@ -1,0 +1,51 @@
+"""`evalharness eval`: perplexity, agility, implicit-reward margins and KL of checkpoints, with CIs, into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from evalharness.cli import STORE, app, user_errors
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: list[str] = typer.Option(..., "--checkpoint", "-c",
+                                         help="RUN[:STEP] from the store, or a model name/path; repeat for several."),
+    data: str = typer.Option("synthetic", help="Dataset preset of the held-out pairs (as `train --data`)."),
+    path: Optional[str] = typer.Option(None, help="Local data file for the preset."),
+    split: Optional[str] = typer.Option(None, help="Hub split of the preset."),
+    limit: Optional[int] = typer.Option(None, help="Read only the first N examples."),
+    eval_fraction: float = typer.Option(0.05, help="The held-out share, split as training splits it; 1 = every pair."),
+    batch_size: int = typer.Option(8, help="Pairs per forward pass."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per sequence (default: the run's)."),
+    max_prompt_length: Optional[int] = typer.Option(None, help="Prompt tokens kept (default: the run's)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CI (0: no CI)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap resamples."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated metric names (default: all that apply)."),
+    reference: Optional[str] = typer.Option(None, help="Reference model (default: the run's starting weights)."),
+    prompts: Optional[str] = typer.Option(None, help="KL only from generations of this prompt set."),
+    judge: Optional[str] = typer.Option(None, help="Correlate the margin with this judge's scores of the held-out "
+                                                   "texts, e.g. oracle (default: scores the pairs carry)."),
+    score_missing: bool = typer.Option(True, help="Score generations that lack reference log-probs (else skip them)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+    store: Path = STORE,
+):
+    """Statistical metrics of checkpoints on held-out pairs and on their stored samples. Re-running computes nothing new."""
+    with user_errors():
+        from evalharness.config import DataConfig
+        from evalharness.metrics_eval import EvalConfig
+        from evalharness.metrics_eval import evaluate as run_eval
+        from evalharness.store import Store
+
+        cfg = EvalConfig(list(checkpoint), DataConfig(name=data, path=path, split=split, limit=limit,
+                                                      eval_fraction=eval_fraction),
+                         batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
+                         bootstrap=bootstrap, seed=seed, metrics=metrics, reference=reference,
+                         prompts=prompts, judge=judge, score_missing=score_missing)
+        for report in run_eval(cfg, Store(str(store)), progress=progress):
+            typer.echo(report.line())
+            for line in report.detail_lines():
+                typer.echo(line)
