@@ -74,6 +74,7 @@ class Report:
     scored: int = 0  # responses a pointwise judge scored in this run
     failed: int = 0
     unparsed: int = 0
+    truncated: int = 0  # comparisons the judge had to cut to fit its context (its own stated rule)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -86,7 +87,9 @@ class Report:
         return (f"{self.judge}: {self.pairs} pairs, {self.judgments} judgments ({self.stored} already stored, "
                 f"{self.reused} reused from the cache, {self.called} judged now"
                 + (f", {self.scored} responses scored" if self.scored else "")
-                + f"), {self.failed} failed, {self.unparsed} unparsed{spend}, {self.seconds:.1f}s")
+                + f"), {self.failed} failed, {self.unparsed} unparsed"
+                + (f", {self.truncated} truncated to fit the judge" if self.truncated else "")
+                + f"{spend}, {self.seconds:.1f}s")
 
 
 @dataclass
@@ -296,6 +299,7 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
             report.failed += v.winner == "failed"
             report.unparsed += v.winner == "unparsed"
             if not reused:
+                report.truncated += bool(v.meta.get("truncated"))
                 report.prompt_tokens += v.prompt_tokens or 0
                 report.completion_tokens += v.completion_tokens or 0
                 report.cost += v.cost or 0.0
