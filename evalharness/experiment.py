@@ -345,9 +345,13 @@ def build_pairs(exp: Experiment, spec: PairsSpec, store: Store, policy_run_id: s
     by_prompt: dict[str, list] = {}
     for pid, _, text, msgs in rows:
         by_prompt.setdefault(pid, []).append((text, msgs))
-    lines, skipped = [], 0
+    lines, skipped, empty = [], 0, 0
     for pid in sorted(by_prompt):
-        samples = by_prompt[pid]
+        samples = [s for s in by_prompt[pid] if s[0].strip()]  # an empty answer is no training example
+        empty += len(by_prompt[pid]) - len(samples)
+        if len(samples) < 2:
+            skipped += 1
+            continue
         messages = tuple(Message(m["role"], m["content"]) for m in json.loads(samples[0][1]))
         scores = judge.score([(messages, t) for t, _ in samples])
         best, worst = max(range(len(samples)), key=scores.__getitem__), min(range(len(samples)), key=scores.__getitem__)
@@ -364,7 +368,8 @@ def build_pairs(exp: Experiment, spec: PairsSpec, store: Store, policy_run_id: s
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
-    return str(path), f"{len(lines)} pairs from {len(by_prompt)} prompts ({skipped} with all samples tied)"
+    return str(path), (f"{len(lines)} pairs from {len(by_prompt)} prompts ({skipped} skipped: all samples tied or "
+                       f"fewer than two non-empty; {empty} empty samples)")
 
 
 class Runner:

@@ -1,1 +1,2 @@
-"""Leaderboards: SQL over the store, statistics and renderers (arriving with the leaderboard issue)."""
+"""Leaderboards: SQL over the store (``query``), statistics (``stats``), the board (``board``), judge agreement
+(``agreement``), renderers (``render``, ``html``) and plots (``plots``)."""

@@ -140,7 +140,13 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
     assert [(s.kind, s.name, s.todo) for s in plan if s.kind == "train"] == [
         ("train", n, True) for n in ["sft", "dpo-beta0.1", "dpo-beta0.5", "onpolicy-dpo", "rm"]]
     lines = []
-    Runner(exp, store, progress=False, echo=lines.append).run()
+    runner = Runner(exp, store, progress=False, echo=lines.append)
+    runner.run()
+    board = runner.leaderboard()
+    assert board[0] == "Leaderboard: judge oracle@1 vs tiny-llama on synthetic"
+    assert sum("(baseline)" in line for line in board) == 1
+    for name in ("sft:2", "dpo-beta0.1:2", "dpo-beta0.5:2", "onpolicy-dpo:2"):
+        assert sum(name in line for line in board) == 1, (name, board)
     assert any(line.startswith("pairs onpolicy: ") and " pairs from 6 prompts" in line for line in lines)
     # 4 policies + base: each policy vs base on 3 prompts, both orders, for each judge
     eval_lines = [line for line in lines if line.startswith("eval ")]

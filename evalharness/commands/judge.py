@@ -50,8 +50,6 @@ def judge_command(
 
 
 def _print_leaderboard(store: str, judge_id: str, prompts: str, baseline: str | None) -> None:
-    try:
-        from leaderboards.cli_support import leaderboard_text
-    except ImportError:  # the leaderboard package is optional for judging
-        return
-    typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline))
+    from leaderboards.cli_support import leaderboard_text
+
+    typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline), nl=False)

@@ -1,0 +1,32 @@
+"""`evalharness judges report`: each judge's position and length bias, and its agreement with the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from evalharness.cli import STORE, app, user_errors
+
+judges_app = typer.Typer(help="Inspect the judges behind the judgments in the store.", no_args_is_help=True)
+app.add_typer(judges_app, name="judges")
+
+
+@judges_app.command("report")
+def report(
+    judge: Optional[list[str]] = typer.Option(None, "--judge", help="JUDGE or JUDGE@VERSION; repeat (default: all)."),
+    reference: Optional[str] = typer.Option(None, help="Judge whose labels are the reference (human labels, oracle)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only pairs on this prompt set."),
+    fmt: str = typer.Option("table", "--format", help="table | md | csv | json."),
+    store: Path = STORE,
+):
+    """Position-flip rate, P(first wins), P(longer wins), tie rate; agreement and Cohen's κ with --reference and
+    between every two judges on the pairs they share."""
+    with user_errors():
+        from leaderboards.agreement import judges_report
+        from leaderboards.render import check_format, render_many
+
+        check_format(fmt, ("table", "md", "csv", "json"))
+        tables = judges_report(store, judge or None, reference, prompts)
+        typer.echo(render_many(tables, fmt), nl=False)

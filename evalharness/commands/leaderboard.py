@@ -1,0 +1,47 @@
+"""`evalharness leaderboard`: one judge's win rates with CIs beside perplexity, agility and KL, in any format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from evalharness.cli import STORE, app, user_errors
+
+
+@app.command()
+def leaderboard(
+    judge: Optional[str] = typer.Option(None, help="JUDGE or JUDGE@VERSION (default: the only judge in the store)."),
+    baseline: Optional[str] = typer.Option(None, help="Rate every model against this one (key, label or prefix); "
+                                                      "default: the runner's baseline, else all opponents pooled."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only pairs on this prompt set."),
+    ties: str = typer.Option("tie", help="tie (counts half) | exclude | average (the judge's probabilities)."),
+    fmt: str = typer.Option("table", "--format", help="table | md | csv | json | html."),
+    output: Optional[Path] = typer.Option(None, help="Write here instead of stdout."),
+    plot: Optional[Path] = typer.Option(None, help="Also write the plots whose data the store holds into DIR."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples of prompts for the CIs."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    store: Path = STORE,
+):
+    """Rank models by win rate (with SE and bootstrap CI), Bradley-Terry rating and length-controlled win rate."""
+    with user_errors():
+        from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
+        from leaderboards.render import check_format, render
+
+        check_format(fmt)
+        cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed)
+        board = build_leaderboard(store, cfg)
+        text = render(leaderboard_table(board), fmt)
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {output}", err=True)
+        else:
+            typer.echo(text, nl=False)
+        if plot is not None:
+            from leaderboards.plots import write_plots
+
+            for path in write_plots(store, board.rows, plot, board.meta.get("judge"),
+                                    log=lambda m: typer.echo(m, err=True)):
+                typer.echo(f"wrote {path}", err=True)

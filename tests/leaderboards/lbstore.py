@@ -1,0 +1,73 @@
+"""Build a store with generations and judgments straight from a compact spec, for the leaderboard tests.
+
+A pair is ``(prompt, A, B, shown_a_first, shown_b_first)``: the raw verdicts of the two orders as stored, in positions
+as shown ("first" / "second" / "tie" / "unparsed" / "failed"), or None for an order that was not stored. A verdict
+may be ``(verdict, probability)`` with the judge's P(first shown preferred).
+
+    make_store(tmp_path / "s.duckdb", [("p1", "m1", "base", "first", "second")])
+
+means: on prompt p1, m1 shown first won ("first") and m1 shown second won ("second"): both orders prefer m1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evalharness.hashing import content_hash
+from evalharness.store import Store, bulk_insert, now
+
+
+def make_store(path: Path | str, pairs, judge: str = "j", version: str = "1", template: str = "",
+               texts: dict[tuple[str, str], str] | None = None, labels: dict[str, str] | None = None,
+               prompt_set: str = "set", store: Store | None = None) -> Store:
+    store = store or Store(str(path))
+    texts = dict(texts or {})
+    labels = dict(labels or {})
+    prompts = sorted({p[0] for p in pairs})
+    models = sorted({m for p in pairs for m in (p[1], p[2])})
+    prompt_rows = [(pid, prompt_set, pid, json.dumps([{"role": "user", "content": f"question {pid}"}]), None, "{}")
+                   for pid in prompts]
+    gen_rows, gen_id = [], {}
+    for m in models:
+        for pid in prompts:
+            text = texts.get((m, pid), f"answer of {m} to {pid}")
+            gid = content_hash(["test-generation", m, pid, text])
+            gen_id[(m, pid)] = gid
+            gen_rows.append((gid, m, labels.get(m, m), None, pid, 1, 0, "{}", 1.0, "test", None, None, text, None,
+                             len(text.split()), "stop", False, None, None, None, None, now()))
+    rows = []
+    for pid, a, b, *orders in pairs:
+        pair_id = content_hash(["pair", judge, version, template, pid, 1, 0, a, b])
+        for swapped, spec in zip((False, True), orders):
+            if spec is None:
+                continue
+            verdict, prob = spec if isinstance(spec, tuple) else (spec, None)
+            first, second = (gen_id[(b, pid)], gen_id[(a, pid)]) if swapped else (gen_id[(a, pid)], gen_id[(b, pid)])
+            cache = content_hash(["judgment", judge, version, template, pid, first, second, len(rows)])
+            rows.append((content_hash(["row", cache]), cache, judge, version, template, pid, 1, 0, pair_id, a, b,
+                         swapped, first, second, verdict, prob, verdict, None, None, None, None, None, now()))
+    with store.transaction() as con:
+        if prompt_rows:
+            bulk_insert(con, "INSERT OR IGNORE INTO prompts", prompt_rows)
+            bulk_insert(con, "INSERT OR IGNORE INTO generations", gen_rows)
+        if rows:
+            bulk_insert(con, "INSERT INTO judgments", rows)
+    return store
+
+
+def add_metric(store: Store, checkpoint: str, metric: str, value: float, ci: tuple[float, float] | None = None,
+               n: int = 10, label: str | None = None) -> None:
+    lo, hi = ci or (None, None)
+    with store.transaction() as con:
+        con.execute("INSERT INTO metrics VALUES (?, ?, ?, 'heldout', ?, ?, ?, NULL, ?, ?, '{}', 'test', ?)",
+                    [content_hash(["metric", checkpoint, metric]), checkpoint, label or checkpoint, metric, value, n,
+                     lo, hi, now()])
+
+
+def add_run(store: Store, checkpoint: str, run_id: str, name: str, step: int, loss: str, params: dict,
+            base_model: str = "tiny-llama") -> None:
+    store.upsert_run(dict(run_id=run_id, name=name, loss=loss, params=params, base_model=base_model, init_from=None,
+                          data={}, config={}, code_version="0.1.0+gtest", status="finished", out_dir="runs/x",
+                          final_step=step))
+    store.add_checkpoint(checkpoint, run_id, step, f"runs/{name}/step-{step}", True)
