@@ -44,6 +44,7 @@ def _quiet_libraries() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # load reports (e.g. a new reward head) are said once, by evalharness
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
 
