@@ -106,10 +106,56 @@ def bind(cls: type, values: dict[str, Any], where: str):
             hint = difflib.get_close_matches(key, sorted(known), n=1)
             tip = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(f"{where}: unknown key {key!r}{tip}")
+    _check_types(cls, values, where)
     try:
         return cls(**values)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """A value of the wrong kind (``loss = 0``, ``limit = "x"``, ``lr = nan``) is a one-line error, not a TypeError."""
+    import math
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        allowed = _allowed(hints.get(key))
+        if allowed is None or value is None and type(None) in allowed:
+            continue
+        if isinstance(value, dict) and dict in allowed or isinstance(value, list) and list in allowed:
+            continue
+        if isinstance(value, (dict, list)) and cls.__name__ == "TrainConfig" and key == "data":
+            continue
+        ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed
+                 if t not in (dict, list, type(None)))
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            names = " or ".join(sorted({t.__name__ for t in allowed if t is not type(None)}))
+            raise ConfigError(f"{where}: {key} must be {names}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+
+
+def _allowed(hint) -> tuple | None:
+    """The runtime classes a simple annotation admits (None: not checked here)."""
+    import types
+    import typing
+
+    if hint is None or hint is Any:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_allowed(a) for a in typing.get_args(hint)]
+        if any(p is None for p in parts):
+            return None
+        return tuple(t for p in parts for t in p)
+    if origin is not None:
+        return (origin,)
+    if hint is type(None):
+        return (type(None),)
+    return (hint,) if isinstance(hint, type) else None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

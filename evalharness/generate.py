@@ -116,8 +116,11 @@ def generation_key(target: Target, prompt_id: str, turn: int, sampling: Sampling
 def load_prompt_set(cfg: GenerateConfig) -> list[Prompt]:
     from evalharness.data.prompts import PromptSetSpec, load_prompts
 
-    loaded = load_prompts(PromptSetSpec(name=cfg.prompts, path=cfg.path, columns=dict(cfg.columns), limit=cfg.limit))
-    return list(loaded.prompts)
+    try:
+        spec = PromptSetSpec(name=cfg.prompts, path=cfg.path, columns=dict(cfg.columns), limit=cfg.limit)
+    except ValueError as e:  # a flag the spec refuses (--limit -1): bad input, one line
+        raise ConfigError(str(e)) from None
+    return list(load_prompts(spec).prompts)
 
 
 def turns_of(prompt: Prompt) -> list[str]:

@@ -48,7 +48,7 @@ def _load_hooks(kind: str, reg: Registry) -> None:
             hook(reg)
             for added in set(reg.names()) - before:
                 reg.entry(added).source = source
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a plugin that exits must not end the CLI
             msg = f"plugin {name!r} ({value}) for {kind} failed: {type(e).__name__}: {e}"
             PLUGIN_ERRORS.append(msg)
             print(f"warning: {msg}", file=sys.stderr)

@@ -36,7 +36,7 @@ class Entry:
             obj = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except Exception as e:  # a broken plugin must not break the rest of the CLI
+        except (Exception, SystemExit) as e:  # a broken plugin must not break the rest of the CLI
             raise RegistryError(f"{self.name!r} from plugin {self.source!r} failed to load ({self.target}): {e}") from e
         self.target = obj
         return obj

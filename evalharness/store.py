@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -200,10 +200,19 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _lock_timeout() -> float:
+    """Seconds a writer waits for another process's connection to close: EVALHARNESS_LOCK_TIMEOUT, else 30."""
+    try:
+        return float(os.environ.get("EVALHARNESS_LOCK_TIMEOUT", "30"))
+    except ValueError:
+        value = os.environ["EVALHARNESS_LOCK_TIMEOUT"]
+        raise StoreError(f"EVALHARNESS_LOCK_TIMEOUT={value!r} is not a number") from None
+
+
 @dataclass
 class Store:
     path: str = DEFAULT_PATH
-    lock_timeout: float = 30.0
+    lock_timeout: float = field(default_factory=_lock_timeout)
 
     def __post_init__(self):
         self.path = str(self.path)
@@ -227,8 +236,11 @@ class Store:
                 con = duckdb.connect(self.path, read_only=read_only)
                 break
             except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                if "lock" not in str(e).lower():
                     raise StoreError(f"{self.path}: {_first_line(e)}") from None
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: the store is locked by another process; waited "
+                                     f"{self.lock_timeout:g} s ({_first_line(e)})") from None
                 time.sleep(0.2)
         try:
             if not read_only and not self._migrated:
@@ -242,14 +254,20 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
+        import duckdb
+
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):  # a failed write may have ended the transaction already
+                    con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except duckdb.TransactionException as e:  # the log could not be written (disk full): nothing committed
+                raise StoreError(f"{self.path}: {_first_line(e)}") from None
 
     # --- runs -----------------------------------------------------------------------------------------------
     def upsert_run(self, run: dict[str, Any]) -> None:

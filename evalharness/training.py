@@ -17,6 +17,8 @@ def build_train_config(config: Path | None, flags: dict[str, Any], data: str | N
     raw.setdefault("data", {})
     if not isinstance(raw["data"], dict):
         raise ConfigError(f"{config}: [data] must be a table")
+    if raw["data"].get("path") is not None and not isinstance(raw["data"]["path"], str):
+        raise ConfigError(f"{config}: [data] path must be a string, got {raw['data']['path']!r}")
     if config and raw["data"].get("path") and not Path(raw["data"]["path"]).is_absolute():
         raw["data"]["path"] = str((Path(config).parent / raw["data"]["path"]).resolve())
     train = raw.setdefault("train", {})

@@ -288,13 +288,14 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
                 raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} verdicts for {len(unique)} comparisons")
             verdicts = {t.cache_key: v for t, v in zip(unique, got)}
             report.called += len(unique)
-        rows = []
+        rows, answered = [], set()
         for t in part:
-            if t.cache_key in cached:
-                v, reused = cached[t.cache_key], True
+            if t.cache_key in cached or t.cache_key in answered:  # the same texts twice in a chunk: one call, one cost
+                v, reused = cached.get(t.cache_key) or verdicts[t.cache_key], True
                 report.reused += 1
             else:
                 v, reused = verdicts[t.cache_key], False
+                answered.add(t.cache_key)
             rows.append(_row(judge_obj, t, v, reused))
             report.failed += v.winner == "failed"
             report.unparsed += v.winner == "unparsed"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -13,7 +14,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evalharness.store import StoreError
+
 STATE_FILE = "trainer_state.pt"
+
+
+# How safetensors and torch's zip writer word a write the disk refused.
+_WRITE_FAILURES = ("I/O error", "os error", "unexpected pos", "No space", "File too large", "Read-only", "write")
+
+
+class CheckpointError(StoreError):
+    """A checkpoint or run file can't be written (disk full, quota, read-only): one line, the path and the reason."""
+
+
+@contextlib.contextmanager
+def _writing(path: Path, partial: Path | None = None):
+    """Turn a failed write into a CheckpointError and remove ``partial`` (nothing half-written is left behind).
+
+    Writers fail in their own types: OSError from Python, SafetensorError from safetensors, RuntimeError from torch's
+    zip writer ("unexpected pos") when a write comes up short.
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as e:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, OSError) and not any(s in reason for s in _WRITE_FAILURES):
+            raise  # not a failed write: a bug keeps its traceback
+        raise CheckpointError(f"{path}: could not write ({reason}); is the disk full or read-only?") from e
+
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
@@ -41,12 +73,20 @@ def export_model(model, path: Path) -> None:
 def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_state: dict, reference=None, extra=None) -> Path:
     final = checkpoint_dir(out, step)
     tmp = out / f".tmp-checkpoint-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    export_model(model, tmp)
-    tokenizer.save_pretrained(tmp)
-    if reference is not None:  # a moving reference (TR-DPO) is part of the state
-        reference.save_pretrained(tmp / "reference", safe_serialization=True)
+    with _writing(final, partial=tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        export_model(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        if reference is not None:  # a moving reference (TR-DPO) is part of the state
+            reference.save_pretrained(tmp / "reference", safe_serialization=True)
+        _save_state(tmp, step, optimizer, scheduler, loss_state, extra)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    return final
+
+
+def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, extra) -> None:
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -61,9 +101,6 @@ def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_stat
         "extra": extra or {},
     }
     torch.save(state, tmp / STATE_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
 
 
 def load_state(path: Path) -> dict:
@@ -78,5 +115,10 @@ def load_state(path: Path) -> dict:
 
 def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

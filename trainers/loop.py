@@ -95,15 +95,15 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
     p = prepare(cfg, spec, params, store, out, progress)  # loads data and models; raises before anything is written
     main = p.accelerator.is_main_process  # one process writes the store; the others only read
     if main:
+        # The run directory first: a full or read-only disk stops here, before the store lists a run that never ran.
+        ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name,
+                                              "config": cfg.identity(), "code_version": code_version()})
         store.upsert_run(dict(
         run_id=run_id, name=name, loss=spec.name, params=dataclasses.asdict(params) if not _weighted(params) else
         {part.spec.name: dataclasses.asdict(part.params) for part in params.parts},
         base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=cfg.identity(),
         code_version=code_version(), status="running", out_dir=str(out), final_step=None,
         ))
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name,
-                                              "config": cfg.identity(), "code_version": code_version()})
     try:
         result = _loop(cfg, spec, params, p, store, run_id, name, out, progress, on_step)
     except BaseException as e:
@@ -147,8 +147,9 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         p.optimizer.load_state_dict(saved["optimizer"])
         p.scheduler.load_state_dict(saved["scheduler"])
         state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
-        if start_step >= cfg.max_steps and acc.is_main_process:  # killed after saving, before the store heard of it
-            store.add_checkpoint(content_hash(["checkpoint", run_id, start_step]), run_id, start_step, str(last), True)
+        if acc.is_main_process:  # a kill after saving, before the store heard of it, loses no checkpoint row
+            store.add_checkpoint(content_hash(["checkpoint", run_id, start_step]), run_id, start_step, str(last),
+                                 start_step >= cfg.max_steps)
     pending: list[tuple[int, str, float]] = []
     bar = tqdm(total=cfg.max_steps, initial=start_step, desc=name, unit="step",
                disable=not progress or not acc.is_main_process)
@@ -207,10 +208,11 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         final = step + 1 == cfg.max_steps
         if final or (cfg.save_every and (step + 1) % cfg.save_every == 0):
             if acc.is_main_process:
-                path = ckpt.save(out, step + 1, acc.unwrap_model(model), p.tokenizer, p.optimizer, p.scheduler, state,
-                                 reference=p.reference if spec.reference_update is not None else None)
+                # Metrics first: a checkpoint on disk means its steps' metrics are stored, whenever a kill comes.
                 store.add_metrics(run_id, pending)
                 pending = []
+                path = ckpt.save(out, step + 1, acc.unwrap_model(model), p.tokenizer, p.optimizer, p.scheduler, state,
+                                 reference=p.reference if spec.reference_update is not None else None)
                 store.add_checkpoint(content_hash(["checkpoint", run_id, step + 1]), run_id, step + 1, str(path), final)
             acc.wait_for_everyone()
         elif len(pending) >= 200 and acc.is_main_process:

@@ -58,8 +58,11 @@ def load_examples(cfg: TrainConfig):
     from evalharness.data.loaders import DatasetSpec, load
     from evalharness.data.split import split_examples
 
-    spec = DatasetSpec(name=cfg.data.name, path=cfg.data.path, split=cfg.data.split, columns=dict(cfg.data.columns),
-                       limit=cfg.data.limit)
+    try:
+        spec = DatasetSpec(name=cfg.data.name, path=cfg.data.path, split=cfg.data.split,
+                           columns=dict(cfg.data.columns), limit=cfg.data.limit)
+    except ValueError as e:  # a flag or [data] value the spec refuses (--limit -1): bad input, one line
+        raise ConfigError(str(e)) from None
     loaded = load(spec)
     train, _ = split_examples(loaded.examples, cfg.data.eval_fraction, seed=0)
     return train, loaded
