@@ -1,32 +1,58 @@
-"""The two DPO trainers under test, one configuration per process: ``python bench/dpo_workers.py SPEC.json``.
+"""The trainers under test, one configuration per process: ``python bench/dpo_workers.py SPEC.json``.
 
-``train_vs_trl.py`` writes the spec (model, token ids, batch schedule, hyperparameters), launches this file, reads the
-result JSON it writes and measures the process's peak RSS. Nothing here changes how either trainer computes; the only
-hooks are observers (a step callback, a timer around the reference precompute) and, for TRL, the two overrides that
-make it consume evalharness's token ids in evalharness's batch order.
+``train_vs_trl.py`` writes the spec (model, loss, token ids, batch schedule, hyperparameters), launches this file,
+reads the result JSON it writes and measures the process's peak RSS. Nothing here changes how either trainer computes;
+the only hooks are observers (a step callback, a timer around the reference precompute) and, for TRL, the two
+overrides that make it consume evalharness's token ids in evalharness's batch order.
+
+``LOSSES`` maps each benched evalharness loss to its parameters and to the TRL ``loss_type`` that computes the same
+thing (None where TRL has no such loss). IPO runs with ``reduction="mean"`` because TRL's IPO divides each log-ratio
+by the completion length; evalharness's default ("sum", the paper's form) costs the same compute.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
+
+
+class BenchLoss(NamedTuple):
+    params: Callable[[float], dict]  # the evalharness loss parameters for the bench's β
+    trl_loss_type: str | None  # the DPOTrainer loss_type computing the same loss; None: TRL has none
+    step1: Callable[[float], float] | None  # the loss at step 1 (policy == reference) for β; None: model-dependent
+
+
+# At step 1 the margin h is 0: DPO and e-DPO give -log σ(0) = log 2 (e-DPO's per-pair β̃ cannot move it), IPO gives
+# (0 - 1/(2β))², 25 at β = 0.1. ExMATE has no reference: it keeps its own β default (0.05, LOSSES.md) and its step-1
+# loss depends on the model.
+LOSSES = {
+    "dpo": BenchLoss(lambda beta: {"beta": beta}, "sigmoid", lambda beta: math.log(2)),
+    "ipo": BenchLoss(lambda beta: {"beta": beta, "reduction": "mean"}, "ipo", lambda beta: (1 / (2 * beta)) ** 2),
+    "exmate": BenchLoss(lambda beta: {}, None, None),
+    "e-dpo": BenchLoss(lambda beta: {"beta": beta}, None, lambda beta: math.log(2)),
+}
 
 
 def train_config(spec: dict, reference_cache: bool):
     """The evalharness TrainConfig of a spec: the parent tokenises with it, the evalharness worker trains with it."""
     from evalharness.config import DataConfig, TrainConfig
 
+    loss = spec.get("loss", "dpo")
+    params = LOSSES[loss].params(spec["beta"])
     return TrainConfig(
-        loss="dpo", model=spec["model"], params={"beta": spec["beta"]},
+        loss=loss, model=spec["model"], params=params,
         data=DataConfig(name=spec["data"], path=spec["data_path"], limit=spec["pairs"], eval_fraction=0.0),
         init_from=spec.get("init_from"), reference=spec.get("reference"),
         max_steps=spec["warmup"] + spec["steps"] + 1,  # stopped one step early: no final checkpoint save is timed
         batch_size=spec["batch_size"], lr=spec["lr"], optimizer="adamw", weight_decay=0.0, scheduler="constant",
         max_grad_norm=10.0, dtype="float32", seed=spec["seed"], max_length=spec["max_length"],
         max_prompt_length=spec["max_length"] // 2, reference_cache=reference_cache, log_every=1,
-        out=str(Path(spec["work"]) / f"eh-{'cache' if reference_cache else 'live'}"),
+        out=str(Path(spec["work"]) / f"eh-{loss}-{'cache' if reference_cache else 'live'}"),
     )
 
 
@@ -45,6 +71,7 @@ class StepRecorder:
         self.profile = Profile(spec["profile"])
         self.profile_text: str | None = None
         self.ref_precompute_s: float | None = None
+        self.ref_load_s: float | None = None  # evalharness: the reference model load inside the cache build
 
     def step_end(self, step: int) -> bool:
         """Call at the end of optimizer step ``step`` (1-based); True after the last step."""
@@ -61,7 +88,7 @@ class StepRecorder:
     def summary(self) -> dict:
         return dict(losses=self.losses, timed_s=self.wall[-1] - self.wall[0], cpu_s=self.cpu[-1] - self.cpu[0],
                     step_s=[b - a for a, b in zip(self.wall, self.wall[1:])], startup_s=self.wall[0] - self.t0,
-                    ref_precompute_s=self.ref_precompute_s, profile=self.profile_text)
+                    ref_precompute_s=self.ref_precompute_s, ref_load_s=self.ref_load_s, profile=self.profile_text)
 
 
 class Profile:
@@ -107,12 +134,22 @@ def run_evalharness(spec: dict) -> dict:
     builds: list = []
     fill = refcache.ReferenceCache.fill
 
-    def observed_fill(self, *args, **kwargs):
-        report = fill(self, *args, **kwargs)
-        builds.append(report)
+    def observed_fill(self, load_model, *args, **kwargs):
+        loads = []
+
+        def timed_load():
+            start = time.perf_counter()
+            model = load_model()
+            loads.append(time.perf_counter() - start)
+            return model
+
+        report = fill(self, timed_load, *args, **kwargs)
+        builds.append((report, sum(loads)))
         return report
 
-    # Observe (not change) the loop's own cache build, so its one-off cost is reported apart from the steps.
+    # Observe (not change) the loop's own cache build, so its one-off cost is reported apart from the steps. fill
+    # loads the reference model itself (a warm cache never loads it); TRL loads it before training, outside its
+    # precompute, so the load is timed apart and left out of the build time.
     refcache.ReferenceCache.fill = observed_fill
     return {mode: _train_evalharness(spec, mode, builds) for mode in spec["modes"]}
 
@@ -129,13 +166,14 @@ def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
             raise StopTraining
 
     builds.clear()
-    store = Store(str(Path(spec["work"]) / f"eh-{mode}.duckdb"))
+    store = Store(str(Path(spec["work"]) / f"eh-{spec['loss']}-{mode}.duckdb"))
     try:
         train(train_config(spec, reference_cache=mode == "cache"), store, progress=False, on_step=on_step)
     except StopTraining:
         pass
     if mode == "cache":
-        rec.ref_precompute_s = sum(r.seconds for r in builds if r.computed)
+        rec.ref_precompute_s = sum(r.seconds - load for r, load in builds if r.computed)
+        rec.ref_load_s = sum(load for _, load in builds)
     return rec.summary()
 
 
@@ -145,6 +183,8 @@ def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
 def run_trl(spec: dict) -> dict:
     import trl
 
+    if LOSSES[spec["loss"]].trl_loss_type is None:
+        raise SystemExit(f"TRL has no {spec['loss']!r} loss")
     # The TRL internals the replay leans on: a TRL that renames them must fail here, not measure something else.
     for name in ("_prepare_dataset", "_get_train_sampler", "_precompute_ref_logps", "compute_loss"):
         if not callable(getattr(trl.DPOTrainer, name, None)):
@@ -204,10 +244,11 @@ def _train_trl(spec: dict, mode: str, trainer_cls, callback_cls) -> dict:
     start = spec["init_from"] or spec["model"]
     reference = load_causal_lm(spec["reference"]) if spec["reference"] else None  # None: TRL loads its own copy
     args = DPOConfig(
-        output_dir=str(Path(spec["work"]) / f"trl-{mode}"), per_device_train_batch_size=spec["batch_size"],
+        output_dir=str(Path(spec["work"]) / f"trl-{spec['loss']}-{mode}"), per_device_train_batch_size=spec["batch_size"],
         gradient_accumulation_steps=1, max_steps=rec.last, learning_rate=spec["lr"], lr_scheduler_type="constant",
         warmup_steps=0, weight_decay=0.0, max_grad_norm=10.0, optim="adamw_torch", beta=spec["beta"],
-        loss_type=["sigmoid"], max_length=spec["max_length"], precompute_ref_log_probs=mode == "precompute",
+        loss_type=[LOSSES[spec["loss"]].trl_loss_type], max_length=spec["max_length"],
+        precompute_ref_log_probs=mode == "precompute",
         precompute_ref_batch_size=max(spec["batch_size"], 4),  # evalharness scores max(2B, 8) sequences a batch
         bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, seed=spec["seed"],
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False,

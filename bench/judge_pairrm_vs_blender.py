@@ -1,6 +1,6 @@
 """PairRM judging throughput: evalharness's ``PairRMJudge`` vs llm-blender's own PairRM, same weights, same inputs.
 
-    .venv/bin/pip install llm-blender                    # the peer (code only; see bench/pairrm.md)
+    .venv/bin/pip install llm-blender                    # the peer (code only; see the PairRM section of bench/README.md)
     .venv/bin/python bench/judge_pairrm_vs_blender.py   # ~2 minutes on one core
 
 What is held equal. One random PairRM checkpoint in the ``llm-blender/PairRM-hf`` layout, DeBERTa-v3-shaped (hidden
