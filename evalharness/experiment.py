@@ -21,14 +21,23 @@ and a baseline. Every step is keyed by content in the store, so running it again
     [[pairs]]                  # on-policy pairs: sample a run, label best/worst by a judge, train on "@onpolicy"
     name = "onpolicy"
     policy = "sft"
+    kind = "pairs"             # or "scored": all n samples with their scores, for exo-rw / dpo-rw
     [generate]                 # GenerateConfig fields; base = true also samples the base model ("base")
     [eval]                     # evaluation data for the statistical metrics (omit the table to skip)
     [judge]
-    judges = ["oracle", "reward-model:path=@rm"]
-    baseline = "base"          # "base", a run name, or "reference" (the prompt set's reference answers)
+    judges = ["oracle", "reward-model:path=@rm"]   # or a table: {spec = "gpt-4", limit = 100, samples = 1}
+    baseline = "base"          # "base", a run name, "reference" (the prompt set's reference answers), or a list
     [leaderboard]
     judge = "oracle"
     plot = "plots"
+    [scales.smoke]             # `--scale smoke`: tables merged over the file (runs and pairs addressed by name)
+    defaults = { model = "tiny-llama", max_steps = 1 }
+    runs.dpo.grid = { beta = [0.1] }
+    unset = ["generate.limit"] # keys removed before the merge (TOML has no null); "runs.NAME" drops an entry
+
+Overrides (``--set``) use the same merge: ``generate.limit=2``, ``runs.dpo.params.beta=0.5``,
+``judge.judges=["oracle"]``; a key that names no section sets a ``[defaults]`` field (``max_steps=2``). A scale runs
+under its own name (``<name>-<scale>``) unless it sets ``name``, so its runs and pair files never meet the default's.
 """
 
 from __future__ import annotations
@@ -41,12 +50,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from evalharness.config import ConfigError, TrainConfig, bind, load_toml, train_config_from_dict
 from evalharness.hashing import content_hash
 from evalharness.store import Store, code_version, now
 
-SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description"}
+SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales"}
 BASE = "base"
+REFERENCE = "reference"
+PAIR_KINDS = {"pairs": "jsonl", "scored": "scored-samples"}  # kind -> the dataset preset that reads its file
+
+
+def _limit(value: Any) -> int | None:
+    """A prompt count: a positive integer, or "all" (TOML has no null)."""
+    if value is None or value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"limit must be a positive integer or \"all\", got {value!r}")
+    return value
 
 
 @dataclass
@@ -56,27 +78,43 @@ class PairsSpec:
     name: str
     policy: str
     prompts: str = "synthetic"
-    limit: int | None = 64
+    path: str | None = None  # the prompt set's file, for sets read from disk (hh-rlhf, jsonl)
+    limit: int | str | None = 64  # "all": every prompt of the set
     n: int = 4
-    judge: str = "oracle"  # a pointwise judge (it must score responses on their own)
+    judge: str = "oracle"  # a pointwise judge (it must score responses on their own); "reward-model:path=@rm" works
+    kind: str = "pairs"  # "pairs": best vs worst per prompt; "scored": all n samples with their scores (K = n)
     temperature: float = 1.0
     max_new_tokens: int = 64
+    max_prompt_length: int = 1024  # longer prompts keep their last tokens (GenerateConfig's rule)
     seed: int = 0
+    backend: str = "auto"
+
+    def __post_init__(self):
+        self.limit = _limit(self.limit)
+        if self.kind not in PAIR_KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(PAIR_KINDS)}, got {self.kind!r}")
+        if self.n < 2:
+            raise ConfigError(f"n must be at least 2 (a pair needs two samples), got {self.n}")
 
 
 @dataclass
 class GenerateSpec:
     prompts: str = "synthetic"
     path: str | None = None
-    limit: int | None = 32
+    limit: int | str | None = 32  # "all": every prompt of the set
     n: int = 4  # seed 004's M = 4 samples per prompt for the Monte-Carlo KL
     temperature: float = 0.8
     top_p: float = 1.0
     max_new_tokens: int = 64
+    max_prompt_length: int = 1024  # longer prompts keep their last tokens (GenerateConfig's rule)
     seed: int = 0
     backend: str = "auto"
     batch_size: int = 16
     base: bool = True  # sample the starting model too: the usual baseline
+    every_checkpoint: bool = False  # also sample each run's saved intermediate checkpoints (a frontier over training)
+
+    def __post_init__(self):
+        self.limit = _limit(self.limit)
 
 
 @dataclass
@@ -90,10 +128,31 @@ class EvalSpec:
 
 
 @dataclass
+class JudgeEntry:
+    """One judge of [judge] judges: a spec string, or a table {spec, limit, samples} for a judge that sees fewer
+    prompts or samples than the others (seed 004 asks GPT-4 about 100 prompts, its reward model about 512 x 4)."""
+
+    spec: str
+    limit: int | None = None  # None: [generate] limit
+    samples: int | None = None  # None: [judge] samples
+
+    def __post_init__(self):
+        self.limit = _limit(self.limit)
+
+
+@dataclass
 class JudgeSpec:
-    judges: list[str] = field(default_factory=lambda: ["oracle"])
-    baseline: str = BASE
+    judges: list[str | dict[str, Any]] = field(default_factory=lambda: ["oracle"])
+    baseline: str | list[str] = BASE  # a list judges every model against each (a paper table's several columns)
     samples: int = 1
+
+    @property
+    def baselines(self) -> list[str]:
+        return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline)
+
+    @property
+    def entries(self) -> list[JudgeEntry]:
+        return [JudgeEntry(j) if isinstance(j, str) else JudgeEntry(**j) for j in self.judges]
 
 
 @dataclass
@@ -147,29 +206,39 @@ class Experiment:
 # --------------------------------------------------------------------------------------------------------- loading
 
 
-def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:
+def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None,
+                    scale: str | list[str] | None = None) -> Experiment:
     raw = load_toml(path)
-    return parse_experiment(raw, str(path), overrides)
+    return parse_experiment(raw, str(path), overrides, scale)
 
 
-def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides: dict[str, Any] | None = None
-                     ) -> Experiment:
-    """Bind every section; expand grids; check every reference between entries. Loads no model."""
+def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides: dict[str, Any] | None = None,
+                     scale: str | list[str] | None = None) -> Experiment:
+    """Bind every section; expand grids; check every reference between entries. Loads no model.
+
+    ``scale`` merges ``[scales.<scale>]`` over the file (several: in order), then ``overrides`` (``--set``: dotted
+    keys, see the module docstring) over that.
+    """
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTIONS))})")
+    for name in [scale] if isinstance(scale, str) else scale or []:
+        raw = apply_scale(raw, name, source)
+    if overrides:
+        raw = merge_tables(raw, nest_overrides(overrides), f"{source} --set")
     unknown = set(raw) - SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTIONS))})")
     name = str(raw.get("name") or Path(source).stem)
     defaults = copy.deepcopy(raw.get("defaults", {}))
-    for key, value in (overrides or {}).items():  # --set max_steps=2 applies to every run
-        defaults[key] = value
     if not raw.get("runs"):
         raise ConfigError(f"{source}: an experiment needs at least one [[runs]] entry")
     pairs = [bind(PairsSpec, dict(p), f"{source} [[pairs]] {p.get('name', i + 1)}")
              for i, p in enumerate(raw.get("pairs", []))]
-    pair_names = {p.name for p in pairs}
+    pair_kinds = {p.name: p.kind for p in pairs}
     runs: list[RunEntry] = []
     for i, entry in enumerate(raw["runs"]):
-        runs += _expand(entry, defaults, f"{source} [[runs]] {entry.get('name', i + 1)}", pair_names)
+        runs += _expand(entry, defaults, f"{source} [[runs]] {entry.get('name', i + 1)}", set(pair_kinds))
     names = [r.name for r in runs] + [p.name for p in pairs]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -178,21 +247,157 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     gen = bind(GenerateSpec, dict(raw.get("generate", {})), f"{source} [generate]")
     ev = bind(EvalSpec, dict(raw["eval"]), f"{source} [eval]") if "eval" in raw else None
     judge = bind(JudgeSpec, dict(raw.get("judge", {})), f"{source} [judge]")
+    if not isinstance(judge.judges, list) or not judge.judges:
+        raise ConfigError(f"{source} [judge]: judges must be a non-empty list")
+    for i, j in enumerate(judge.judges):
+        if not isinstance(j, str | dict) or (isinstance(j, dict) and not isinstance(
+                bind(JudgeEntry, dict(j), f"{source} [judge] judges[{i}]").spec, str)):
+            raise ConfigError(f"{source} [judge] judges[{i}]: expected a spec string or a table {{spec, limit, "
+                              f"samples}}, got {j!r}")
     board = bind(LeaderboardSpec, dict(raw.get("leaderboard", {})), f"{source} [leaderboard]")
     policies = {r.name for r in runs if not r.reward_model}
-    if judge.baseline not in policies | {BASE, "reference"}:
-        raise ConfigError(f"{source} [judge]: baseline {judge.baseline!r} is not a run of this experiment, "
-                          f"'base' or 'reference'")
-    if judge.baseline == BASE and not gen.base:
+    baselines = judge.baselines
+    if not baselines or not all(isinstance(b, str) for b in baselines) or len(set(baselines)) < len(baselines):
+        raise ConfigError(f"{source} [judge]: baseline must be a name or a list of distinct names, got "
+                          f"{judge.baseline!r}")
+    for baseline in baselines:
+        if baseline not in policies | {BASE, REFERENCE}:
+            raise ConfigError(f"{source} [judge]: baseline {baseline!r} is not a run of this experiment, "
+                              f"'base' or 'reference'")
+    if BASE in baselines and not gen.base:
         raise ConfigError(f"{source}: the baseline is the base model but [generate] base = false")
-    for spec in judge.judges:
+    reward_models = {r.name for r in runs if r.reward_model}
+    for where, spec in ([("[judge]", e.spec) for e in judge.entries]
+                        + [(f"[[pairs]] {p.name}", p.judge) for p in pairs]):
         for ref in _run_refs(spec):
-            if ref not in {r.name for r in runs if r.reward_model}:
-                raise ConfigError(f"{source} [judge]: {spec!r} names @{ref}, which is not a reward-model run here")
+            if ref not in reward_models:
+                raise ConfigError(f"{source} {where}: {spec!r} names @{ref}, which is not a reward-model run here")
+    for r in runs:
+        ref = str(r.config.data.name)
+        if ref.startswith("@") and pair_kinds[ref[1:]] == "scored" and r.reward_model:
+            raise ConfigError(f"{source}: run {r.name!r} trains a reward model on scored samples {ref!r}")
     base_model = runs[0].config.model if not runs[0].config.init_from else str(defaults.get("model", "tiny-llama"))
     exp = Experiment(name, source, runs, pairs, gen, ev, judge, board, base_model, raw)
     _validate_runs(exp)
     return exp
+
+
+# ------------------------------------------------------------------------------------------ scales and --set
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal (``2``, ``0.1``, ``true``, ``["oracle"]``, ``{beta = [0.1]}``), else the text.
+
+    >>> parse_value("2"), parse_value("1e-3"), parse_value("tiny-llama"), parse_value('["a", "b"]')
+    (2, 0.001, 'tiny-llama', ['a', 'b'])
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def nest_overrides(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted ``--set`` keys → the nested tables of an experiment file.
+
+    A key whose first part is not a section goes under ``[defaults]``; ``runs.NAME.…`` and ``pairs.NAME.…`` address an
+    entry by name; after ``params`` or ``grid`` the rest is one parameter name (it may hold a dot, ``dpo.beta``).
+
+    >>> nest_overrides({"max_steps": 1, "generate.limit": 2, "runs.sft-dpo.params.dpo.beta": 0.5})
+    {'defaults': {'max_steps': 1}, 'generate': {'limit': 2}, 'runs': {'sft-dpo': {'params': {'dpo.beta': 0.5}}}}
+    """
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        if parts[0] not in SECTIONS - {"scales"}:
+            parts = ["defaults", *parts]
+        for i, part in enumerate(parts[:-1]):
+            if part in ("params", "grid"):
+                parts = parts[:i + 1] + [".".join(parts[i + 1:])]
+                break
+        if any(not p for p in parts) or (parts[0] in ("runs", "pairs") and len(parts) < 3):
+            raise ConfigError(f"--set {key}: expected SECTION.KEY, runs.NAME.KEY or a [defaults] field")
+        table = out
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {key}: {part!r} is set to a value and used as a table")
+        table[parts[-1]] = value
+    return out
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any], where: str, top: bool = True) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: tables merge key by key, any other value replaces. At the top level,
+    ``runs`` and ``pairs`` in ``over`` are tables of entry name → fields, merged into the entry of that name."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if top and key in ("runs", "pairs"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key} must map entry names to tables of fields")
+            out[key] = _merge_entries(out.get(key, []), value, f"{where} {key}")
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_tables(out[key], value, f"{where} {key}", top=False)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_entries(entries: list[dict[str, Any]], over: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    by_name = {e.get("name"): i for i, e in enumerate(entries)}
+    out = list(entries)
+    for name, fields in over.items():
+        if name not in by_name:
+            raise ConfigError(f"{where}: no entry named {name!r} (entries: {', '.join(map(str, by_name)) or 'none'})")
+        if not isinstance(fields, dict) or "name" in fields:
+            raise ConfigError(f"{where}.{name}: expected a table of fields (an entry keeps its name)")
+        out[by_name[name]] = merge_tables(out[by_name[name]], fields, f"{where}.{name}", top=False)
+    return out
+
+
+def _unset(raw: dict[str, Any], key: str, where: str) -> None:
+    """Remove a dotted key; ``runs.NAME`` / ``pairs.NAME`` remove a whole entry (a smaller scale drops a variant)."""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in ("runs", "pairs"):
+        entries = raw.get(parts[0], [])
+        kept = [e for e in entries if not (isinstance(e, dict) and e.get("name") == parts[1])]
+        if len(kept) == len(entries):
+            raise ConfigError(f"{where}: no {parts[0]} entry named {parts[1]!r}")
+        raw[parts[0]] = kept
+        return
+    table: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if i == 1 and parts[0] in ("runs", "pairs"):
+            table = next((e for e in table if isinstance(e, dict) and e.get("name") == part), None)
+        else:
+            table = table.get(part) if isinstance(table, dict) else None
+        if table is None:
+            break
+    if not isinstance(table, dict) or parts[-1] not in table:
+        raise ConfigError(f"{where}: {key!r} is not set in the file")
+    del table[parts[-1]]
+
+
+def apply_scale(raw: dict[str, Any], scale: str, source: str) -> dict[str, Any]:
+    """The file with ``[scales.<scale>]`` merged over it, named ``<name>-<scale>`` unless the scale names itself
+    (so a scale's runs, run directories and pair files never meet the default's)."""
+    scales = raw.get("scales") or {}
+    if scale not in scales or not isinstance(scales[scale], dict):
+        known = ", ".join(sorted(scales)) or "none"
+        raise ConfigError(f"{source}: no scale {scale!r} (its [scales.*] tables: {known})")
+    table = dict(scales[scale])
+    where = f"{source} [scales.{scale}]"
+    if "scales" in table:
+        raise ConfigError(f"{where}: a scale cannot define scales")
+    merged = copy.deepcopy(raw)
+    unset = table.pop("unset", [])
+    if not isinstance(unset, list) or not all(isinstance(k, str) for k in unset):
+        raise ConfigError(f"{where}: unset must be a list of dotted keys")
+    for key in unset:  # TOML has no null: a scale removes a setting (a file's limit, a local path) this way
+        _unset(merged, key, f"{where} unset")
+    merged = merge_tables(merged, table, where)
+    if "name" not in table:
+        merged["name"] = f"{raw.get('name') or Path(source).stem}-{scale}"
+    return merged
 
 
 def _expand(entry: dict[str, Any], defaults: dict[str, Any], where: str, pair_names: set[str]) -> list[RunEntry]:
@@ -263,13 +468,19 @@ def _run_refs(spec: str) -> list[str]:
     return [part.split("@", 1)[1].split(",")[0] for part in spec.split("=")[1:] if part.startswith("@")]
 
 
+def _pairs_preset(exp: Experiment, ref: str) -> str:
+    """The dataset preset that reads the file of the [[pairs]] entry ``ref`` ("@name")."""
+    return PAIR_KINDS[next(p.kind for p in exp.pairs if p.name == ref[1:])]
+
+
 def _validate_runs(exp: Experiment) -> None:
     from evalharness.training import validate_config
 
     for r in exp.runs:
         cfg = r.config
         if str(cfg.data.name).startswith("@") or (cfg.init_from and cfg.init_from in {x.name for x in exp.runs}):
-            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name="jsonl", path=None)
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=_pairs_preset(exp, cfg.data.name),
+                                                                    path=None)
                                       if str(cfg.data.name).startswith("@") else cfg.data, init_from=None)
         try:
             validate_config(cfg)
@@ -291,7 +502,7 @@ class Step:
 def order(exp: Experiment) -> list[str]:
     """Run and pairs entries in an order where each comes after what it needs (a cycle is an error)."""
     needs: dict[str, list[str]] = {r.name: r.after for r in exp.runs}
-    needs.update({p.name: [p.policy] for p in exp.pairs})
+    needs.update({p.name: [p.policy, *_run_refs(p.judge)] for p in exp.pairs})
     done: list[str] = []
     visiting: set[str] = set()
 
@@ -316,22 +527,26 @@ def pairs_path(exp: Experiment, spec: PairsSpec, store: Store) -> Path:
     return Path(store.path).resolve().parent / "experiments" / exp.name / f"{spec.name}.jsonl"
 
 
-def build_pairs(exp: Experiment, spec: PairsSpec, store: Store, policy_run_id: str, progress: bool) -> tuple[str, str]:
-    """Sample the policy, score every sample with the judge, keep best vs worst per prompt (ties skipped).
+def build_pairs(exp: Experiment, spec: PairsSpec, store: Store, policy_run_id: str, progress: bool,
+                judge_spec: str | None = None) -> tuple[str, str]:
+    """Sample the policy, score every sample with the judge, and write the training file: ``kind = "pairs"`` keeps best
+    vs worst per prompt (ties skipped), ``kind = "scored"`` keeps all n samples with their scores (prompts with fewer
+    than n non-empty samples skipped, since K must be the same on every row).
 
-    Written as a jsonl file of {prompt, chosen, rejected} (messages), so the pairs are an ordinary dataset the
-    ``jsonl`` preset reads; the file name carries nothing run-specific, and re-building gives identical bytes.
+    ``judge_spec`` is ``spec.judge`` with its ``@run`` references bound to checkpoint paths. Written as jsonl that the
+    ``jsonl`` ({prompt, chosen, rejected}) or ``scored-samples`` ({prompt, completions, rewards}) preset reads; the
+    file name carries nothing run-specific, and re-building gives identical bytes.
     """
     from evalharness.generate import GenerateConfig, generate
     from evalharness.generation.base import Sampling
     from judges.base import build_judge, can_score
 
-    judge = build_judge(spec.judge)
+    judge = build_judge(judge_spec or spec.judge)
     if not can_score(judge):
         raise ConfigError(f"[[pairs]] {spec.name!r}: judge {spec.judge!r} does not score single responses")
     sampling = Sampling(spec.temperature, 1.0, spec.max_new_tokens, spec.seed)
-    gen_cfg = GenerateConfig([policy_run_id], spec.prompts, None, spec.limit, n=spec.n, sampling=sampling,
-                             score_reference=False)
+    gen_cfg = GenerateConfig([policy_run_id], spec.prompts, spec.path, spec.limit, n=spec.n, sampling=sampling,
+                             backend=spec.backend, max_prompt_length=spec.max_prompt_length, score_reference=False)
     generate(gen_cfg, store, progress=progress)
     with store.connect() as con:
         rows = con.execute(
@@ -346,28 +561,38 @@ def build_pairs(exp: Experiment, spec: PairsSpec, store: Store, policy_run_id: s
     for pid, _, text, msgs in rows:
         by_prompt.setdefault(pid, []).append((text, msgs))
     lines, skipped, empty = [], 0, 0
+    need = spec.n if spec.kind == "scored" else 2
     for pid in sorted(by_prompt):
         samples = [s for s in by_prompt[pid] if s[0].strip()]  # an empty answer is no training example
         empty += len(by_prompt[pid]) - len(samples)
-        if len(samples) < 2:
+        if len(samples) < need:
             skipped += 1
             continue
-        messages = tuple(Message(m["role"], m["content"]) for m in json.loads(samples[0][1]))
+        prompt = json.loads(samples[0][1])
+        messages = tuple(Message(m["role"], m["content"]) for m in prompt)
         scores = judge.score([(messages, t) for t, _ in samples])
+        if spec.kind == "scored":
+            lines.append(json.dumps({"prompt": prompt, "completions": [t for t, _ in samples],
+                                     "rewards": [float(x) for x in scores]}, sort_keys=True))
+            continue
         best, worst = max(range(len(samples)), key=scores.__getitem__), min(range(len(samples)), key=scores.__getitem__)
         if scores[best] == scores[worst]:
             skipped += 1
             continue
-        lines.append(json.dumps({"prompt": json.loads(samples[0][1]), "chosen": samples[best][0],
-                                 "rejected": samples[worst][0], "score_chosen": scores[best],
-                                 "score_rejected": scores[worst]}, sort_keys=True))
+        lines.append(json.dumps({"prompt": prompt, "chosen": samples[best][0], "rejected": samples[worst][0],
+                                 "score_chosen": scores[best], "score_rejected": scores[worst]}, sort_keys=True))
     if not lines:
-        raise ConfigError(f"[[pairs]] {spec.name!r}: every prompt's samples scored the same under {spec.judge!r}")
+        why = (f"no prompt has {spec.n} non-empty samples" if spec.kind == "scored"
+               else f"every prompt's samples scored the same under {spec.judge!r}")
+        raise ConfigError(f"[[pairs]] {spec.name!r}: {why}")
     path = pairs_path(exp, spec, store)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
+    if spec.kind == "scored":
+        return str(path), (f"{len(lines)} prompts x {spec.n} scored samples from {len(by_prompt)} prompts "
+                           f"({skipped} skipped: fewer than {spec.n} non-empty; {empty} empty samples)")
     return str(path), (f"{len(lines)} pairs from {len(by_prompt)} prompts ({skipped} skipped: all samples tied or "
                        f"fewer than two non-empty; {empty} empty samples)")
 
@@ -379,6 +604,7 @@ class Runner:
         self.exp, self.store, self.progress, self.echo = exp, store, progress, echo
         self.run_ids: dict[str, str] = {}  # entry name -> final run id
         self.judge_ids: dict[str, str] = {}  # judge spec -> the id its judgments are stored under
+        self.baseline_keys: dict[str, str] = {}  # baseline name -> its checkpoint key in generations
         self.pair_files: dict[str, str] = {p.name: str(pairs_path(exp, p, store)) for p in exp.pairs}
 
     def bound(self, entry: RunEntry) -> TrainConfig:
@@ -390,9 +616,17 @@ class Runner:
         if cfg.init_from in self.run_ids:
             cfg = dataclasses.replace(cfg, init_from=self.run_ids[cfg.init_from])
         if str(cfg.data.name).startswith("@"):
-            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name="jsonl",
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=_pairs_preset(self.exp,
+                                                                                                 cfg.data.name),
                                                                     path=self.pair_files[cfg.data.name[1:]]))
         return cfg
+
+    def bound_judge(self, spec: str) -> str:
+        """A judge spec with each ``@run`` (a reward-model run of this experiment) → its final checkpoint's path."""
+        for ref in _run_refs(spec):
+            final = [c for c in self.store.checkpoints(self.run_ids[ref]) if c["is_final"]]
+            spec = spec.replace(f"@{ref}", final[-1]["path"])
+        return spec
 
     def final_run_id(self, entry: RunEntry) -> str:
         from trainers.loop import plan_stages, run_id_of
@@ -410,8 +644,9 @@ class Runner:
             if name in self.pair_files:
                 spec = next(p for p in self.exp.pairs if p.name == name)
                 built = Path(self.pair_files[name]).exists()
+                what = "scored" if spec.kind == "scored" else "best vs worst"
                 steps.append(Step("pairs", name, not built, f"{spec.n} samples x {spec.limit} prompts of "
-                                  f"{spec.prompts!r} from {spec.policy!r}, labelled by {spec.judge}"))
+                                  f"{spec.prompts!r} from {spec.policy!r}, {what} by {spec.judge}"))
                 continue
             entry = self.exp.entry(name)
             rid = self.final_run_id(entry)
@@ -423,8 +658,9 @@ class Runner:
                               f"from {cfg.init_from or cfg.model} (run {rid[:12]})"))
         g = self.exp.generate
         policies = [r.name for r in self.exp.runs if not r.reward_model] + ([BASE] if g.base else [])
-        steps.append(Step("generate", g.prompts, True, f"{len(policies)} models x {g.limit or 'all'} prompts x "
-                          f"{g.n} samples, T={g.temperature}, {g.max_new_tokens} new tokens (missing ones only)"))
+        every = ", every saved checkpoint" if g.every_checkpoint else ""
+        steps.append(Step("generate", g.prompts, True, f"{len(policies)} models{every} x {g.limit or 'all'} prompts "
+                          f"x {g.n} samples, T={g.temperature}, {g.max_new_tokens} new tokens (missing ones only)"))
         if self.exp.eval:
             e = self.exp.eval
             data = {**dataclasses.asdict(self.exp.runs[0].config.data), **e.data}
@@ -432,10 +668,12 @@ class Runner:
                               f"{data['eval_fraction']:.0%} of {data['limit'] or 'all'} pairs: perplexity, agility, "
                               f"margins, KL ({e.bootstrap} bootstrap resamples)"))
         j = self.exp.judge
-        others = [p for p in policies if p != j.baseline]
-        for spec in j.judges:
-            steps.append(Step("judge", spec, True, f"{len(others)} models vs {j.baseline} x {g.limit or 'all'} "
-                              f"prompts x {j.samples} samples x 2 orders (stored verdicts are reused)"))
+        for e in j.entries:
+            for i, baseline in enumerate(j.baselines):
+                others = _opponents(policies, j.baselines, i)
+                steps.append(Step("judge", e.spec, True, f"{len(others)} models vs {baseline} x "
+                                  f"{e.limit or g.limit or 'all'} prompts x {e.samples or j.samples} samples x 2 "
+                                  "orders (stored verdicts are reused)"))
         return steps
 
     def run(self) -> None:
@@ -471,7 +709,8 @@ class Runner:
         if path.exists():
             self.echo(f"pairs {spec.name}: already built ({path.name})")
             return
-        _, line = build_pairs(self.exp, spec, self.store, self.run_ids[spec.policy], self.progress)
+        _, line = build_pairs(self.exp, spec, self.store, self.run_ids[spec.policy], self.progress,
+                              self.bound_judge(spec.judge))
         self.echo(f"pairs {spec.name}: {line}")
 
     def _generate(self) -> dict[str, str]:
@@ -480,12 +719,20 @@ class Runner:
         from evalharness.generation.base import Sampling
 
         g = self.exp.generate
-        models = {r.name: self.run_ids[r.name] for r in self.exp.runs if not r.reward_model}
+        models = {}
+        for r in self.exp.runs:
+            if r.reward_model:
+                continue
+            if g.every_checkpoint:  # RUN:STEP, labelled name@step; the final one stays under the run's own name
+                for c in self.store.checkpoints(self.run_ids[r.name]):
+                    if not c["is_final"]:
+                        models[f"{r.name}@{c['step']}"] = f"{self.run_ids[r.name]}:{c['step']}"
+            models[r.name] = self.run_ids[r.name]
         if g.base:
             models[BASE] = self.exp.base_model
         sampling = Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed)
         cfg = GenerateConfig(list(models.values()), g.prompts, g.path, g.limit, n=g.n, sampling=sampling,
-                             backend=g.backend, batch_size=g.batch_size)
+                             backend=g.backend, max_prompt_length=g.max_prompt_length, batch_size=g.batch_size)
         for report in generate(cfg, self.store, progress=self.progress):
             self.echo("generate " + report.line())
         return models
@@ -501,33 +748,45 @@ class Runner:
             self.echo(f"eval {report.line()}")
 
     def _judge(self, models: dict[str, str]) -> None:
+        from evalharness.generate import resolve_target
         from judges.runner import JudgeConfig, judge
 
         j, g = self.exp.judge, self.exp.generate
-        others = [spec for name, spec in models.items() if name != j.baseline]
-        mode: dict[str, Any] = {"vs_reference": True} if j.baseline == "reference" else {
-            "baseline": models[j.baseline]}
-        for spec in j.judges:
-            bound = spec
-            for ref in _run_refs(spec):
-                final = [c for c in self.store.checkpoints(self.run_ids[ref]) if c["is_final"]]
-                bound = bound.replace(f"@{ref}", final[-1]["path"])
-            cfg = JudgeConfig(bound, others, prompts=g.prompts, path=g.path, limit=g.limit, samples=j.samples,
-                              **mode)
-            report = judge(cfg, self.store, progress=self.progress)
-            self.judge_ids[spec] = report.judge
-            self.echo("judge " + report.line())
+        for baseline in j.baselines:
+            self.baseline_keys[baseline] = (f"{REFERENCE}:{g.prompts}" if baseline == REFERENCE
+                                            else resolve_target(models[baseline], self.store, None).key)
+        for e in j.entries:
+            bound = self.bound_judge(e.spec)
+            for i, baseline in enumerate(j.baselines):
+                others = [models[name] for name in _opponents(list(models), j.baselines, i)]
+                if not others:
+                    self.echo(f"judge {e.spec} vs {baseline}: nothing left to compare (every model was a baseline)")
+                    continue
+                mode: dict[str, Any] = {"vs_reference": True} if baseline == REFERENCE else {
+                    "baseline": models[baseline]}
+                cfg = JudgeConfig(bound, others, prompts=g.prompts, path=g.path, limit=e.limit or g.limit,
+                                  samples=e.samples or j.samples, **mode)
+                report = judge(cfg, self.store, progress=self.progress)
+                self.judge_ids[e.spec] = report.judge
+                self.echo("judge " + report.line() + (f" (vs {baseline})" if len(j.baselines) > 1 else ""))
 
     def leaderboard(self) -> list[str]:
-        """The [leaderboard] section after a run: one judge's board on the sampled prompt set, plots if asked."""
+        """The [leaderboard] section after a run: one judge's board on the sampled prompt set, one per baseline (plots,
+        if asked, from the first)."""
         from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
         from leaderboards.render import render
 
         spec = self.exp.leaderboard
-        name = spec.judge or self.exp.judge.judges[0]
-        board = build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name),
-                                                                     prompt_set=self.exp.generate.prompts))
-        lines = render(leaderboard_table(board), spec.format).splitlines()
+        name = spec.judge or self.exp.judge.entries[0].spec
+        # the baseline named explicitly: the store may hold other experiments' pairs under the same judge and prompts
+        keys = [self.baseline_keys[b] for b in self.exp.judge.baselines]
+        boards = [build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name), baseline=key,
+                                                                       prompt_set=self.exp.generate.prompts))
+                  for key in keys]
+        lines: list[str] = []
+        for board in boards:
+            lines += ([""] if lines else []) + render(leaderboard_table(board), spec.format).splitlines()
+        board = boards[0]
         if spec.plot:
             from leaderboards.plots import write_plots
 
@@ -546,6 +805,17 @@ class Runner:
                             [row[4], status, now(), row[0]])
             else:
                 con.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row + [now(), now()])
+
+
+def _opponents(names: list[str], baselines: list[str], i: int) -> list[str]:
+    """The models judged against ``baselines[i]``: all but it, and (unless it is the reference answers) but the earlier
+    baselines, whose games against it were judged in their own round (with the roles swapped, which counts the same).
+
+    >>> _opponents(["dpo", "ipo", "sr-dpo"], ["dpo", "ipo"], 1)
+    ['sr-dpo']
+    """
+    earlier = set() if baselines[i] == REFERENCE else set(baselines[:i])
+    return [n for n in names if n != baselines[i] and n not in earlier]
 
 
 def _params(params: dict[str, Any]) -> str:

@@ -17,8 +17,13 @@ def run_command(
     experiment: Path = typer.Argument(..., help="An experiment TOML: runs (losses, grids, recipes), sampling, eval, "
                                                 "judges, baseline."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan with counts; load nothing, run nothing."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a [defaults] field for every run, "
-                                                                 "e.g. max_steps=2 or model=tiny-llama."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: a \\[defaults] field for every "
+                                                                 "run (max_steps=2, model=tiny-llama), or a dotted "
+                                                                 "path (generate.limit=2, runs.dpo.params.beta=0.5, "
+                                                                 "judge.judges='[\"oracle\"]'); values are TOML."),
+    scale: Optional[list[str]] = typer.Option(None, "--scale", help="Merge the file's \\[scales.NAME] table over it "
+                                                                    "first (repeatable; the examples define smoke "
+                                                                    "and full)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     store: Path = STORE,
 ):
@@ -26,7 +31,7 @@ def run_command(
     with user_errors():
         from evalharness.experiment import load_experiment
 
-        exp = load_experiment(experiment, _overrides(set_))
+        exp = load_experiment(experiment, _overrides(set_), scale)
         _run(exp, str(store), dry_run, progress)
 
 
@@ -34,7 +39,7 @@ def run_command(
 def quickstart(
     model: Optional[str] = typer.Option(None, help="Base model (default: smollm2-135m when installed, else "
                                                    "tiny-llama)."),
-    max_steps: Optional[int] = typer.Option(None, help="Steps per run (default 6)."),
+    max_steps: Optional[int] = typer.Option(None, help="Steps per run (default 5)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     store: Path = typer.Option("quickstart.duckdb", "--store", envvar="EVALHARNESS_STORE", help="The store file."),
@@ -85,17 +90,9 @@ def _run(exp, store: str, dry_run: bool, progress: bool) -> None:
 
 def _overrides(items: list[str] | None) -> dict:
     from evalharness.config import parse_overrides
+    from evalharness.experiment import parse_value
 
-    out = {}
-    for key, value in parse_overrides(items).items():
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        out[key] = value
-    return out
+    return {key: parse_value(value) for key, value in parse_overrides(items).items()}
 
 
 def _quickstart_model() -> str:
