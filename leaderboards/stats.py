@@ -309,7 +309,7 @@ def lc_win_rate(model: np.ndarray, y: np.ndarray, keep: np.ndarray, len_self: np
 
 
 @dataclass(frozen=True)
-class BoardStats:
+class BoardStats(WinRates):
     """Per model (M,), fractions in [0, 1] (renderers show percent):
 
     ``wins``/``ties``/``losses`` pairs by combined verdict against the baseline (or against every opponent when
@@ -318,12 +318,6 @@ class BoardStats:
     scale over all pairs (the baseline anchored at 1000, else the mean over compared models); ``compared`` whether the
     model appears in any counted pair (NaN ratings otherwise)."""
 
-    wins: np.ndarray
-    ties: np.ndarray
-    losses: np.ndarray
-    n: np.ndarray
-    win_rate: np.ndarray
-    se: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
     lc: np.ndarray
