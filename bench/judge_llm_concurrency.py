@@ -49,13 +49,17 @@ SIDES = ("judge", "openai", "raw")
 
 
 def serve(latency: float) -> None:
-    """Child mode: serve until stdin closes; print the URL, then the peak in-flight count on every 'peak' line."""
+    """Child mode: serve until stdin closes; print the URL, then on every 'peak' line the peak in-flight count and
+    on every 'requests' line the chat completions received, each since the last such line."""
     with Loopback(mt_bench_judge(prefer_longer, delay=latency)) as server:
         print(server.url, flush=True)
         for line in sys.stdin:
             if line.strip() == "peak":
                 print(server.peak_in_flight, flush=True)
                 server.peak_in_flight = 0
+            elif line.strip() == "requests":
+                print(len(server.requests), flush=True)
+                server.requests.clear()
 
 
 class ChildServer:
@@ -65,7 +69,13 @@ class ChildServer:
         self.url = self.proc.stdout.readline().strip()
 
     def take_peak(self) -> int:
-        self.proc.stdin.write("peak\n")
+        return self._ask("peak")
+
+    def take_requests(self) -> int:
+        return self._ask("requests")
+
+    def _ask(self, what: str) -> int:
+        self.proc.stdin.write(f"{what}\n")
         self.proc.stdin.flush()
         return int(self.proc.stdout.readline())
 

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from evalharness.config import ConfigError
-from evalharness.data.types import DataError
-from evalharness.registry import RegistryError
-from evalharness.store import StoreError
-from trainers.spec import ParamError
+import sys
+
+# Where each bad-input error class lives. They are looked up, not imported: importing trainers.spec or
+# evalharness.models alone would load torch and transformers (about 2 s) into every command, even `evalharness
+# leaderboard` or a judge re-run served from the store.
+_USER_ERRORS = {
+    "evalharness.config": "ConfigError",
+    "evalharness.data.types": "DataError",
+    "evalharness.registry": "RegistryError",
+    "evalharness.store": "StoreError",
+    "trainers.spec": "ParamError",
+    "evalharness.models": "ModelError",
+    "judges.base": "JudgeError",
+}
 
 
-class ModelNotFound(LookupError):
-    pass
-
-
-def _model_error():
-    try:
-        from evalharness.models import ModelError
-
-        return ModelError
-    except ImportError:
-        return ModelNotFound
-
-
-def _judge_error():
-    from judges.base import JudgeError
-
-    return JudgeError
-
-
-USER_ERRORS = (ConfigError, DataError, RegistryError, StoreError, ParamError, _model_error(), _judge_error())
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The bad-input error classes of the modules loaded so far: an error whose module was never imported can't have
+    been raised."""
+    return tuple(getattr(sys.modules[m], name) for m, name in _USER_ERRORS.items() if m in sys.modules)

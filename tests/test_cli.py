@@ -94,3 +94,35 @@ def test_help_explains_train(tmp_path):
     assert result.exit_code == 0
     assert "resumes" in result.stdout and "--set" in result.stdout
     assert Path(tmp_path).exists()
+
+
+def _python(code: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_command_that_needs_no_model_loads_neither_torch_nor_transformers():
+    code = ("import sys\nfrom evalharness.cli import user_errors\nwith user_errors():\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    assert _python(code) == "[]"
+
+
+def test_transformers_loaded_after_the_command_starts_is_quiet_and_shows_no_bars():
+    code = ("from evalharness.cli import user_errors\nwith user_errors():\n"
+            "    from transformers.utils import logging as l\n"
+            "    print(l.get_verbosity() == l.ERROR, l.is_progress_bar_enabled())")
+    assert _python(code) == "True False"
+
+
+def test_a_bad_input_error_of_a_module_loaded_mid_command_is_one_line_and_exit_2():
+    code = ("import sys, typer\nfrom evalharness.cli import user_errors\ntry:\n    with user_errors():\n"
+            "        from trainers.spec import ParamError\n        raise ParamError('beta must be > 0')\n"
+            "except typer.Exit as e:\n    print(e.exit_code)")
+    assert _python(code) == "2"

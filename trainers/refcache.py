@@ -40,10 +40,11 @@ class ReferenceCache:
         ``load_model()`` returns the reference model; it is called only when something is missing.
         """
         start = time.perf_counter()
-        keys = {self.key(s): s for s in seqs}
+        keys = {self.key(s): s for s in seqs}  # each sequence is hashed once, here
         found = self.store.get_reference_logps(list(keys))
-        self.values.update({k: v[0] for k, v in found.items()})
-        todo = sorted((s for k, s in keys.items() if k not in found), key=len, reverse=True)
+        for k, (lp, _) in found.items():
+            self.values[k] = self._by_seq[keys[k]] = lp
+        todo = sorted(((k, s) for k, s in keys.items() if k not in found), key=lambda ks: len(ks[1]), reverse=True)
         if not todo:
             return CacheReport(len(keys), len(found), 0, time.perf_counter() - start)
         model = load_model()
@@ -52,10 +53,9 @@ class ReferenceCache:
         with torch.no_grad():
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i : i + batch_size]
-                fwd = sequence_logps(model, chunk, pad_id, self.temperature)
-                for s, lp, n in zip(chunk, fwd.summed.tolist(), fwd.lengths.tolist()):
-                    k = self.key(s)
-                    self.values[k] = lp
+                fwd = sequence_logps(model, [s for _, s in chunk], pad_id, self.temperature)
+                for (k, s), lp, n in zip(chunk, fwd.summed.tolist(), fwd.lengths.tolist()):
+                    self.values[k] = self._by_seq[s] = lp
                     pending.append((k, lp, int(n)))
                 if write and len(pending) >= 1024:  # write as we go: an interrupted build resumes
                     self.store.put_reference_logps(self.fingerprint, pending)

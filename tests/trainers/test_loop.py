@@ -191,3 +191,20 @@ def test_prompt_augmented_sequences_carry_the_prefix(tmp_path):
     assert "RATE 100: Write a short review" in aug
     assert ex.augmented_chosen.response == ex.chosen.response  # same y+, only the context changes
     assert len(ex.augmented_chosen.prompt) > len(ex.chosen.prompt)
+
+
+@pytest.mark.parametrize("flush_s, seen", [(0.0, [1, 2, 3]), (3600.0, [])])
+def test_metrics_between_checkpoints_reach_the_store_by_the_clock(tmp_path, monkeypatch, flush_s, seen):
+    import trainers.loop
+
+    monkeypatch.setattr(trainers.loop, "METRICS_FLUSH_S", flush_s)
+    store = Store(str(tmp_path / "s.duckdb"))
+    stored_at: dict[int, list[int]] = {}
+
+    def watch(step, metrics):  # what someone reading the store mid-run sees after each step
+        [run] = store.runs()
+        stored_at[step] = sorted({s for s, _, _ in store.metrics(run["run_id"])})
+
+    [result] = train(_cfg(tmp_path, "dpo", max_steps=4), store, progress=False, on_step=watch)
+    assert stored_at[3] == seen  # flush interval 0: every step at once; an hour: nothing before the checkpoint
+    assert stored_at[4] == [1, 2, 3, 4]  # the final checkpoint writes whatever is pending, first
