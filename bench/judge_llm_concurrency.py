@@ -11,7 +11,10 @@ client for the bench process's GIL. ``--server thread`` runs it in-process to sh
 
 Three clients send the same N requests (the judge's rendered prompts) with the same concurrency limit, one after
 the other against the same server:
-- ``judge``: ``LLMJudge.compare`` (rendering, the asyncio pool, the openai client, parsing into verdicts);
+- ``judge``: ``LLMJudge.compare`` (rendering, the asyncio pool, the openai client on the lean transport a plain-http
+  endpoint gets, parsing into verdicts);
+- ``judge-httpx``: the same judge with ``transport=httpx`` (the openai client's default transport, which https
+  endpoints get);
 - ``openai``: a bare ``AsyncOpenAI`` with an ``asyncio.Semaphore``, the client library the judge is built on;
 - ``raw``: HTTP/1.1 written by hand over asyncio streams, one keep-alive connection per slot: what this machine and
   server allow with next to no client overhead.
@@ -45,7 +48,7 @@ from judges.base import Comparison  # noqa: E402
 from judges.llm import LLMJudge  # noqa: E402
 from tests.judges.loopback import Loopback, mt_bench_judge, prefer_longer  # noqa: E402
 
-SIDES = ("judge", "openai", "raw")
+SIDES = ("judge", "judge-httpx", "openai", "raw")
 
 
 def serve(latency: float) -> None:
@@ -103,8 +106,11 @@ def comparisons(n: int) -> list[Comparison]:
 
 
 class JudgeSide:
+    transport = "auto"
+
     def __init__(self, url: str, concurrency: int):
-        self.judge = LLMJudge(model="loopback", base_url=url, concurrency=concurrency, max_retries=0)
+        self.judge = LLMJudge(model="loopback", base_url=url, concurrency=concurrency, max_retries=0,
+                              transport=self.transport)
 
     def __call__(self, items: list[Comparison], bodies: list[dict]) -> None:
         verdicts = self.judge.compare(items)
@@ -114,6 +120,10 @@ class JudgeSide:
 
     def close(self) -> None:
         self.judge.close()
+
+
+class JudgeHttpxSide(JudgeSide):
+    transport = "httpx"
 
 
 class LoopSide:
@@ -190,7 +200,7 @@ class RawSide(LoopSide):
             self.free.get_nowait()[1].close()
 
 
-SIDE_CLASSES = {"judge": JudgeSide, "openai": OpenAISide, "raw": RawSide}
+SIDE_CLASSES = {"judge": JudgeSide, "judge-httpx": JudgeHttpxSide, "openai": OpenAISide, "raw": RawSide}
 
 
 def measure(side: str, url: str, items: list[Comparison], concurrency: int, repeats: int, server):

@@ -64,6 +64,8 @@ class LLMJudge:
     prompt / completion tokens; without them ``cost`` is None. ``logprobs``: ask for the top log-probs of the answer
     tokens and set P(first) from the verdict token's alternatives, for formats whose verdict is one token.
     ``requests_per_minute``: spread request starts evenly (an endpoint's rate limit), on top of ``concurrency``.
+    ``transport``: ``auto`` sends to a plain-``http`` endpoint (a local ``vllm serve``) over ``judges.transport``'s lean
+    keep-alive HTTP/1.1, a third of the client CPU per request, and to ``https`` over httpx; ``httpx`` always uses httpx.
     """
 
     def __init__(self, model: str = "gpt-4o", base_url: str | None = None, template: str = "mt-bench",
@@ -71,7 +73,7 @@ class LLMJudge:
                  max_tokens: int = 1024, logprobs: bool = False, price_in: float | None = None,
                  price_out: float | None = None, top_logprobs: int = 5, backoff: float = 1.0, max_backoff: float = 30.0,
                  requests_per_minute: float | None = None, seed: int | None = None,
-                 api_key_env: str = "OPENAI_API_KEY"):
+                 api_key_env: str = "OPENAI_API_KEY", transport: str = "auto"):
         if not model or not str(model).strip():
             raise JudgeError("the llm judge needs a model name: llm:model=NAME")
         self.model = str(model)
@@ -85,6 +87,9 @@ class LLMJudge:
         self.requests_per_minute = None if requests_per_minute is None else float(requests_per_minute)
         self.seed = None if seed is None else int(seed)
         self.api_key_env = api_key_env
+        if transport not in ("auto", "httpx"):
+            raise JudgeError(f"transport must be auto or httpx, not {transport!r}")
+        self.transport = transport
         if self.concurrency < 1 or self.max_retries < 0 or self.max_tokens < 1 or self.timeout <= 0:
             raise JudgeError("the llm judge needs concurrency >= 1, max_retries >= 0, max_tokens >= 1 and timeout > 0")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
@@ -165,8 +170,13 @@ class LLMJudge:
         if self._client is None or self._client_loop is not loop:
             if self._finalizer is not None:
                 self._finalizer()  # a client of a loop that is gone (a forked child): close what can be closed
+            http_client = None
+            if self.transport == "auto":
+                from judges import transport
+
+                http_client = transport.http_client() if transport.usable(self.base_url) else None
             self._client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout,
-                                              max_retries=0)
+                                              max_retries=0, http_client=http_client)
             self._client_loop = loop
             self._finalizer = weakref.finalize(self, _close_client, self._client, loop)
         return self._client
@@ -198,7 +208,7 @@ class LLMJudge:
                     reason, retry = f"HTTP {e.status_code}: {e.message}", _retryable(e.status_code)
                     wait = retry_after(e.response.headers) if retry else None
                 except openai.APIConnectionError as e:  # includes APITimeoutError
-                    reason, retry, wait = f"{type(e).__name__}: {e}", True, None
+                    reason, retry, wait = f"{type(e).__name__}: {e}{_cause(e)}", True, None
                 except (openai.OpenAIError, ValueError) as e:  # a body that is not JSON, or not a chat completion
                     return self._failed(f"malformed response: {type(e).__name__}: {e}", attempt + 1)
                 else:
@@ -300,6 +310,12 @@ class _Run:
             self._next = max(now, self._next) + self._interval
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+def _cause(e: BaseException) -> str:
+    """What was under an openai error, whose own message is only "Connection error.": " (ConnectError: ...)"."""
+    cause = e.__cause__
+    return f" ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else ""
 
 
 def _count(value) -> int | None:

@@ -1,6 +1,7 @@
 """The LLM judge against a real HTTP server on 127.0.0.1 (tests/judges/loopback.py) that scripts what an endpoint does:
 verdicts in both orders, position bias, 429 with Retry-After, 5xx, timeouts, malformed answers, overlapping requests,
-usage and cost, and an API key that never leaves the Authorization header.
+usage and cost, and an API key that never leaves the Authorization header. Every test runs on both transports: the
+lean one a plain-http endpoint gets, and httpx's, which https endpoints get.
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ from tests.judges.loopback import (
 KEY = "sk-test-0123456789-do-not-log-me"
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
+@pytest.fixture(autouse=True, params=["lean", "httpx"])
+def _env(monkeypatch, request):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    if request.param == "httpx":
+        from judges import transport
+
+        monkeypatch.setattr(transport, "usable", lambda base_url: False)
+    return request.param
 
 
 def _c(first: str, second: str, question: str = "Say something kind.") -> Comparison:
@@ -269,6 +275,20 @@ def test_connections_are_kept_between_calls_and_closed_on_close(loopback):
     assert judge._client is None
     judge.compare(ITEMS[:1])  # a closed judge opens a new client when used again
     assert loopback.connections == 5
+
+
+def test_a_plain_http_endpoint_gets_the_lean_transport_unless_told_otherwise(loopback, _env):
+    from judges.transport import LeanTransport
+
+    def transport_of(judge):
+        judge.compare(ITEMS[:1])
+        return type(judge._client._client._transport)
+
+    with _judge(loopback) as auto, _judge(loopback, transport="httpx") as told:
+        assert (transport_of(auto) is LeanTransport) == (_env == "lean")
+        assert transport_of(told) is not LeanTransport
+    with pytest.raises(JudgeError, match="transport must be auto or httpx"):
+        _judge(loopback, transport="h2")
 
 
 def test_nothing_is_sent_when_a_comparison_cannot_be_shown(loopback):
