@@ -106,6 +106,7 @@ class Task:
     gen_first: str
     gen_second: str
     comparison: Comparison
+    failed_row: bool = False  # a row of this judgment is stored as failed: replaced when it is answered
 
 
 def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
@@ -257,14 +258,18 @@ def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tu
 
 
 def _not_stored(store: Store, tasks: list[Task], report: Report) -> list[Task]:
+    """The tasks without a usable stored verdict; ``Task.failed_row`` marks those whose earlier call failed."""
     if not tasks:
         return []
     with store.connect() as con:
-        have = {k for (k,) in con.execute(
-            "SELECT judgment_id FROM judgments JOIN (SELECT unnest(?) AS k) ON judgment_id = k "
-            "WHERE verdict <> 'failed'", [[t.judgment_id for t in tasks]]).fetchall()}
-    report.stored = len(have)
-    return [t for t in tasks if t.judgment_id not in have]
+        stored = dict(con.execute(
+            "SELECT judgment_id, verdict = 'failed' FROM judgments JOIN (SELECT unnest(?) AS k) ON judgment_id = k",
+            [[t.judgment_id for t in tasks]]).fetchall())
+    report.stored = sum(not failed for failed in stored.values())
+    todo = [t for t in tasks if stored.get(t.judgment_id) is not False]
+    for t in todo:
+        t.failed_row = t.judgment_id in stored
+    return todo
 
 
 # ------------------------------------------------------------------------------------------------------ judging
@@ -276,8 +281,10 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
     if not todo:
         return
     bar = tqdm(total=len(todo), desc=f"judging with {judge_obj.id}", unit="judgment", disable=not progress)
+    # Verdicts of the same texts already stored (other pairs, other runs) are read once for the whole run, and what
+    # this run answers joins them as it goes: each chunk then costs the store one write, not a read and a write.
+    cached = _cached_verdicts(store, list({t.cache_key: None for t in todo}))
     for part in _chunks(todo, chunk):
-        cached = _cached_verdicts(store, [t.cache_key for t in part])
         fresh = [t for t in part if t.cache_key not in cached]
         verdicts: dict[str, Verdict] = {}
         if fresh:
@@ -306,9 +313,12 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
                 report.cost += v.cost or 0.0
         with store.transaction() as con:
             # Only a failed row is replaced: a verdict another process stored meanwhile keeps its tokens and cost.
-            con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
-                        [[r[0] for r in rows]])
+            retried = [t.judgment_id for t in part if t.failed_row]
+            if retried:
+                con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
+                            [retried])
             bulk_insert(con, "INSERT OR IGNORE INTO judgments", rows)
+        cached.update((k, v) for k, v in verdicts.items() if v.winner != "failed")
         bar.update(len(part))
     bar.close()
 
