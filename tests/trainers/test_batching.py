@@ -79,3 +79,68 @@ def test_a_response_ends_with_exactly_one_end_token(style):
     s = enc.seq((Message("user", "Hi?"),), "Fine.")
     assert s.response[-1] == tok.eos_token_id and s.response[-2] != tok.eos_token_id
     assert tok.decode(list(s.response), skip_special_tokens=True).strip() == "Fine."
+
+
+class _KeepingBigram(_Bigram):
+    """The bigram model taking ``logits_to_keep`` as transformers' causal LMs do: logits of the last k positions."""
+
+    asked: list = []
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False, logits_to_keep=0):
+        _KeepingBigram.asked.append(logits_to_keep)
+        logits = self.table[input_ids]
+        return type("Out", (), {"logits": logits[:, -logits_to_keep:] if logits_to_keep else logits})()
+
+
+def test_the_lm_head_skips_the_positions_before_the_first_response_token_with_the_same_results():
+    model = _KeepingBigram()
+    # Row 0's response starts at token 3 (predicted from position 2), row 1's at token 2 (position 1): positions 1-4
+    # of the 6 are needed, so the head is asked for the last 5 (the loop drops the very last, which predicts nothing).
+    seqs = [Seq((1, 2, 3), (4, 5, 1)), Seq((1, 2), (5,))]
+    _KeepingBigram.asked = []
+    fwd = sequence_logps(model, seqs, pad_id=0, temperature=0.8)
+    assert _KeepingBigram.asked == [5]
+    logp = torch.log_softmax(model.table / 0.8, dim=-1)
+    expected = torch.stack([logp[3, 4] + logp[4, 5] + logp[5, 1], logp[2, 5]])
+    assert torch.allclose(fwd.summed, expected, atol=1e-6)
+    assert fwd.token_logps.shape == fwd.mask.shape == (2, 5)  # still one column per position
+    assert fwd.token_logps[:, 0].tolist() == [0.0, 0.0] and torch.equal(fwd.token_logps != 0, fwd.mask)
+    _KeepingBigram.asked = []
+    full = sequence_logps(model, seqs, pad_id=0, temperature=0.8, keep_logits=True)  # the logits are wanted whole
+    assert _KeepingBigram.asked == [0] and full.logits.shape == (2, 5, 6)
+    assert torch.equal(full.token_logps, fwd.token_logps)
+
+
+def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_real_model(tmp_path, monkeypatch):
+    from evalharness.tiny import build_tiny
+    from trainers import logps
+
+    path = build_tiny("llama", tmp_path / "m")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    seqs = [Seq(tuple(range(20, 40)), tuple(range(50, 58))), Seq(tuple(range(20, 31)), tuple(range(60, 75)))]
+
+    def run(skip: bool):
+        monkeypatch.setattr(logps, "_keeps_logits", lambda m: skip)
+        model.zero_grad()
+        fwd = sequence_logps(model, seqs, pad_id=0)
+        fwd.summed.sum().backward()
+        return fwd.token_logps.detach(), [p.grad.clone() for p in model.parameters()]
+
+    (skipped, g_skip), (whole, g_whole) = run(True), run(False)
+    assert torch.allclose(skipped, whole, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_skip, g_whole))
+
+
+def test_transformers_causal_lms_and_their_wrappers_are_seen_to_take_logits_to_keep(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from evalharness.tiny import build_tiny
+    from trainers.logps import _keeps_logits
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny("llama", tmp_path / "m"))
+    wrapped = torch.nn.Module()
+    wrapped.module = model  # what DistributedDataParallel looks like
+    assert _keeps_logits(model) and _keeps_logits(wrapped)
+    assert not _keeps_logits(_Bigram())
