@@ -1,6 +1,6 @@
 """Judgments per second of the llm judge at concurrency 1 vs C, against an endpoint with a fixed latency.
 
-    .venv/bin/python bench/judge_llm_concurrency.py                      # N=160, latency 50 ms, C=16: ~90 s
+    .venv/bin/python bench/judge_llm_concurrency.py                      # N=160, latency 50 ms, C=16: ~2 min
     .venv/bin/python bench/judge_llm_concurrency.py --latency 0.1 --only judge
     .venv/bin/python bench/judge_llm_concurrency.py --server thread      # the server in the bench's own process
 

@@ -65,7 +65,7 @@ class LLMJudge:
     tokens and set P(first) from the verdict token's alternatives, for formats whose verdict is one token.
     ``requests_per_minute``: spread request starts evenly (an endpoint's rate limit), on top of ``concurrency``.
     ``transport``: ``auto`` sends to a plain-``http`` endpoint (a local ``vllm serve``) over ``judges.transport``'s lean
-    keep-alive HTTP/1.1, a third of the client CPU per request, and to ``https`` over httpx; ``httpx`` always uses httpx.
+    keep-alive HTTP/1.1, about half the client CPU per request, and to ``https`` over httpx; ``httpx`` always uses httpx.
     """
 
     def __init__(self, model: str = "gpt-4o", base_url: str | None = None, template: str = "mt-bench",

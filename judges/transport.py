@@ -1,12 +1,12 @@
 """A lean HTTP/1.1 transport for the llm judge's plain-``http://`` endpoints (a vLLM ``serve`` on this machine or the
 next one), under the openai client.
 
-Against a fast endpoint the judge's throughput is bound by the client's CPU, not the server: the openai client's
+Against a fast endpoint the judge's throughput is bound by the client's CPU, not the server: the openai client on its
 default transport (httpcore, h11 and anyio under httpx) costs about 1 ms of CPU per request, all on one event-loop
-thread, which at 16 requests in flight and 50 ms answers is a fifth of every cycle. This transport speaks the subset
+thread, which at 16 requests in flight and 50 ms answers is a third of every cycle. This transport speaks the subset
 of HTTP/1.1 a JSON API needs over asyncio streams (one request in one write, a Content-Length or chunked body back,
-keep-alive connections reused) at about a third of that cost, and leaves the openai client everything else: the
-request it builds, status errors, retries (the judge's), and the mapping of transport errors to
+keep-alive connections reused), which brings the same client to about half that cost, and leaves the openai client
+everything else: the request it builds, status errors, retries (the judge's), and the mapping of transport errors to
 ``APIConnectionError`` / ``APITimeoutError``.
 
 It is used only where it is the whole story: plain ``http`` with no proxy configured for the host. ``https``

@@ -76,8 +76,9 @@ def _keeps_logits(model) -> bool:
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
     cls = type(inner)
     if cls not in _KEEPS:
+        forward = getattr(inner, "forward", None)  # a stand-in that is only callable (a probe) gets full logits
         try:
-            _KEEPS[cls] = "logits_to_keep" in inspect.signature(inner.forward).parameters
+            _KEEPS[cls] = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
         except (TypeError, ValueError):
             _KEEPS[cls] = False
     return _KEEPS[cls]
