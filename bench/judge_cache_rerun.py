@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # tests.judges.loopback, when the bench runs from
 
 from evalharness import plugins  # noqa: E402
 from evalharness.hashing import content_hash  # noqa: E402
-from evalharness.store import Store, now  # noqa: E402
+from evalharness.store import Store, bulk_insert, now  # noqa: E402
 from judges.base import Verdict  # noqa: E402
 from judges.runner import JudgeConfig, judge  # noqa: E402
 
@@ -67,13 +67,12 @@ def make_store(path: str, n_models: int, n_prompts: int) -> Store:
         for m in range(n_models):
             n = 8 + (i * 7 + m * 13) % 73
             text = " ".join(WORDS[(i + m + k) % len(WORDS)] for k in range(n)) + "."
-            generations.append((content_hash(["bench", m, i]), f"m{m}", f"m{m}", f"p{i}", text, n))
-    with store.transaction() as con:
-        con.executemany("INSERT INTO prompts VALUES (?, ?, ?, ?, ?, ?)", prompts)
-        con.executemany(
-            "INSERT INTO generations (generation_id, checkpoint, label, prompt_id, turn, sample_index, temperature, "
-            f"backend, text, n_tokens, finish_reason, created_at) VALUES (?, ?, ?, ?, 1, 0, 1.0, 'bench', ?, ?, 'stop', "
-            f"'{now()}')", generations)
+            generations.append((content_hash(["bench", m, i]), f"m{m}", f"m{m}", f"p{i}", 1, 0, 1.0, "bench", text,
+                                n, "stop", now()))
+    with store.transaction() as con:  # one statement per table (executemany is a statement per row: minutes here)
+        bulk_insert(con, "INSERT INTO prompts", prompts)
+        bulk_insert(con, "INSERT INTO generations (generation_id, checkpoint, label, prompt_id, turn, sample_index, "
+                         "temperature, backend, text, n_tokens, finish_reason, created_at)", generations)
     return store
 
 

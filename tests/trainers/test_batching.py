@@ -121,6 +121,9 @@ def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_rea
     model = AutoModelForCausalLM.from_pretrained(path)
     seqs = [Seq(tuple(range(20, 40)), tuple(range(50, 58))), Seq(tuple(range(20, 31)), tuple(range(60, 75)))]
 
+    head_positions = []
+    model.lm_head.register_forward_hook(lambda mod, args, out: head_positions.append(out.shape[1]))
+
     def run(skip: bool):
         monkeypatch.setattr(logps, "_keeps_logits", lambda m: skip)
         model.zero_grad()
@@ -129,6 +132,9 @@ def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_rea
         return fwd.token_logps.detach(), [p.grad.clone() for p in model.parameters()]
 
     (skipped, g_skip), (whole, g_whole) = run(True), run(False)
+    # 28 positions (20 + 8 tokens); row 1's first response token is its 12th, predicted from position 10: the head
+    # runs on positions 10-27 when skipping, on all 28 otherwise.
+    assert head_positions == [18, 28]
     assert torch.allclose(skipped, whole, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_skip, g_whole))
 
