@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,17 @@ import tomllib
 
 class ConfigError(ValueError):
     """A config file or flag that can't be bound."""
+
+
+# A run name is a directory under runs/ and is typed back as RUN[:STEP], @run and name@step: one path component,
+# nothing a shell or our own syntax reads specially (":" steps, "@" references, "=" and "," judge specs), no leading
+# "." (hidden, "." and "..") or "-" (read as a flag). 100 characters leave room for recipe stage suffixes.
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}")
+
+
+def check_run_name(name: str) -> None:
+    if not RUN_NAME.fullmatch(name):
+        raise ConfigError(f"run name {name!r}: use 1-100 letters, digits and . _ + - (not starting with . or -)")
 
 
 @dataclass
@@ -85,6 +97,8 @@ class TrainConfig:
         _check(self.prompt_style in {"auto", "chat", "plain"}, f"unknown prompt_style {self.prompt_style!r}")
         _check(self.lora_r >= 0 and self.save_every >= 0 and self.warmup_steps >= 0, "counts must be >= 0")
         _check(0 <= self.data.eval_fraction < 1, "data.eval_fraction must be in [0, 1)")
+        if self.name is not None:
+            check_run_name(self.name)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run: everything but where it is written and how it is logged."""
