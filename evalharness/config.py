@@ -49,6 +49,15 @@ class DataConfig:
     limit: int | None = None
     eval_fraction: float = 0.05  # held out by content hash for `evalharness eval`; 5% keeps most data for training
 
+    def __post_init__(self):
+        _check(self.limit is None or isinstance(self.limit, int) and not isinstance(self.limit, bool)
+               and self.limit >= 1, f"data.limit must be a positive integer, got {self.limit!r}")
+        for key in ("name", "path", "split"):
+            check_text(f"data.{key}", getattr(self, key))
+        for role, column in (self.columns.items() if isinstance(self.columns, dict) else ()):
+            check_text("data.columns", role)
+            check_text("data.columns", column)
+
 
 @dataclass
 class TrainConfig:
@@ -92,13 +101,20 @@ class TrainConfig:
         _check(self.optimizer in {"adamw", "rmsprop"}, f"optimizer must be adamw or rmsprop, got {self.optimizer!r}")
         _check(self.scheduler in {"constant", "cosine", "linear"}, f"unknown scheduler {self.scheduler!r}")
         _check(self.dtype in {"float32", "bfloat16"}, f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        _check(self.max_prompt_length >= 1, f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
         _check(self.max_prompt_length < self.max_length, "max_prompt_length must be < max_length")
+        _check(0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2**63 - 1], got {self.seed}")
+        _check(self.weight_decay >= 0 and self.max_grad_norm > 0, "weight_decay must be >= 0 and max_grad_norm > 0")
+        _check(self.lora_alpha >= 1 and 0 <= self.lora_dropout < 1, "lora_alpha must be >= 1, lora_dropout in [0, 1)")
+        _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.logit_temperature > 0, "logit_temperature must be > 0")
         _check(self.prompt_style in {"auto", "chat", "plain"}, f"unknown prompt_style {self.prompt_style!r}")
         _check(self.lora_r >= 0 and self.save_every >= 0 and self.warmup_steps >= 0, "counts must be >= 0")
         _check(0 <= self.data.eval_fraction < 1, "data.eval_fraction must be in [0, 1)")
         if self.name is not None:
             check_run_name(self.name)
+        for key in ("loss", "model", "reference", "init_from", "out"):
+            check_text(key, getattr(self, key))
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run: everything but where it is written and how it is logged."""
@@ -111,6 +127,22 @@ class TrainConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed; numpy's any non-negative one
+
+
+def check_text(name: str, value: Any) -> None:
+    """A string setting holds no NUL and no lone surrogate (what undecodable bytes in an argument become): either
+    would fail only later, in a file name or the store, after work was done."""
+    if not isinstance(value, str):
+        return
+    if "\x00" in value:
+        raise ConfigError(f"{name} must not contain a NUL character, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"{name} is not valid UTF-8 text (undecodable byte at character {e.start + 1})") from None
 
 
 def bind(cls: type, values: dict[str, Any], where: str):

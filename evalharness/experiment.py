@@ -46,120 +46,30 @@ import copy
 import dataclasses
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from evalharness.config import ConfigError, TrainConfig, bind, load_toml, train_config_from_dict
+from evalharness.config import ConfigError, TrainConfig, load_toml, train_config_from_dict
+from evalharness.experiment_spec import (
+    BASE,
+    PAIR_KINDS,
+    REFERENCE,
+    SECTIONS,
+    EvalSpec,
+    GenerateSpec,
+    JudgeEntry,
+    JudgeSpec,
+    LeaderboardSpec,
+    PairsSpec,
+    bind_spec,
+    check_judge_spec,
+    check_shapes,
+)
 from evalharness.hashing import content_hash
 from evalharness.store import Store, code_version, now
-
-SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales"}
-BASE = "base"
-REFERENCE = "reference"
-PAIR_KINDS = {"pairs": "jsonl", "scored": "scored-samples"}  # kind -> the dataset preset that reads its file
-
-
-def _limit(value: Any) -> int | None:
-    """A prompt count: a positive integer, or "all" (TOML has no null)."""
-    if value is None or value == "all":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"limit must be a positive integer or \"all\", got {value!r}")
-    return value
-
-
-@dataclass
-class PairsSpec:
-    """On-policy preference pairs: ``n`` samples per prompt from ``policy``, best vs worst under ``judge``."""
-
-    name: str
-    policy: str
-    prompts: str = "synthetic"
-    path: str | None = None  # the prompt set's file, for sets read from disk (hh-rlhf, jsonl)
-    limit: int | str | None = 64  # "all": every prompt of the set
-    n: int = 4
-    judge: str = "oracle"  # a pointwise judge (it must score responses on their own); "reward-model:path=@rm" works
-    kind: str = "pairs"  # "pairs": best vs worst per prompt; "scored": all n samples with their scores (K = n)
-    temperature: float = 1.0
-    max_new_tokens: int = 64
-    max_prompt_length: int = 1024  # longer prompts keep their last tokens (GenerateConfig's rule)
-    seed: int = 0
-    backend: str = "auto"
-
-    def __post_init__(self):
-        self.limit = _limit(self.limit)
-        if self.kind not in PAIR_KINDS:
-            raise ConfigError(f"kind must be one of {', '.join(PAIR_KINDS)}, got {self.kind!r}")
-        if self.n < 2:
-            raise ConfigError(f"n must be at least 2 (a pair needs two samples), got {self.n}")
-
-
-@dataclass
-class GenerateSpec:
-    prompts: str = "synthetic"
-    path: str | None = None
-    limit: int | str | None = 32  # "all": every prompt of the set
-    n: int = 4  # seed 004's M = 4 samples per prompt for the Monte-Carlo KL
-    temperature: float = 0.8
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    max_prompt_length: int = 1024  # longer prompts keep their last tokens (GenerateConfig's rule)
-    seed: int = 0
-    backend: str = "auto"
-    batch_size: int = 16
-    base: bool = True  # sample the starting model too: the usual baseline
-    every_checkpoint: bool = False  # also sample each run's saved intermediate checkpoints (a frontier over training)
-
-    def __post_init__(self):
-        self.limit = _limit(self.limit)
-
-
-@dataclass
-class EvalSpec:
-    """Statistical metrics on the held-out pairs: by default the runs' own data and split (``[defaults.data]``)."""
-
-    data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields over the runs' data config
-    batch_size: int = 8
-    bootstrap: int = 1000
-    seed: int = 0
-
-
-@dataclass
-class JudgeEntry:
-    """One judge of [judge] judges: a spec string, or a table {spec, limit, samples} for a judge that sees fewer
-    prompts or samples than the others (seed 004 asks GPT-4 about 100 prompts, its reward model about 512 x 4)."""
-
-    spec: str
-    limit: int | None = None  # None: [generate] limit
-    samples: int | None = None  # None: [judge] samples
-
-    def __post_init__(self):
-        self.limit = _limit(self.limit)
-
-
-@dataclass
-class JudgeSpec:
-    judges: list[str | dict[str, Any]] = field(default_factory=lambda: ["oracle"])
-    baseline: str | list[str] = BASE  # a list judges every model against each (a paper table's several columns)
-    samples: int = 1
-
-    @property
-    def baselines(self) -> list[str]:
-        return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline)
-
-    @property
-    def entries(self) -> list[JudgeEntry]:
-        return [JudgeEntry(j) if isinstance(j, str) else JudgeEntry(**j) for j in self.judges]
-
-
-@dataclass
-class LeaderboardSpec:
-    judge: str | None = None  # default: the first judge
-    format: str = "table"
-    plot: str | None = None  # a directory for PNGs
 
 
 @dataclass
@@ -222,6 +132,7 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     unknown = set(raw) - SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTIONS))})")
+    check_shapes(raw, source)
     for name in [scale] if isinstance(scale, str) else scale or []:
         raw = apply_scale(raw, name, source)
     if overrides:
@@ -229,11 +140,12 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     unknown = set(raw) - SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTIONS))})")
+    check_shapes(raw, source)
     name = str(raw.get("name") or Path(source).stem)
     defaults = copy.deepcopy(raw.get("defaults", {}))
     if not raw.get("runs"):
         raise ConfigError(f"{source}: an experiment needs at least one [[runs]] entry")
-    pairs = [bind(PairsSpec, dict(p), f"{source} [[pairs]] {p.get('name', i + 1)}")
+    pairs = [bind_spec(PairsSpec, dict(p), f"{source} [[pairs]] {p.get('name', i + 1)}")
              for i, p in enumerate(raw.get("pairs", []))]
     pair_kinds = {p.name: p.kind for p in pairs}
     runs: list[RunEntry] = []
@@ -244,17 +156,17 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     if dupes:
         raise ConfigError(f"{source}: entry name {sorted(dupes)[0]!r} is used twice")
     _link(runs, pairs, source)
-    gen = bind(GenerateSpec, dict(raw.get("generate", {})), f"{source} [generate]")
-    ev = bind(EvalSpec, dict(raw["eval"]), f"{source} [eval]") if "eval" in raw else None
-    judge = bind(JudgeSpec, dict(raw.get("judge", {})), f"{source} [judge]")
+    gen = bind_spec(GenerateSpec, dict(raw.get("generate", {})), f"{source} [generate]")
+    ev = bind_spec(EvalSpec, dict(raw["eval"]), f"{source} [eval]") if "eval" in raw else None
+    judge = bind_spec(JudgeSpec, dict(raw.get("judge", {})), f"{source} [judge]")
     if not isinstance(judge.judges, list) or not judge.judges:
         raise ConfigError(f"{source} [judge]: judges must be a non-empty list")
     for i, j in enumerate(judge.judges):
         if not isinstance(j, str | dict) or (isinstance(j, dict) and not isinstance(
-                bind(JudgeEntry, dict(j), f"{source} [judge] judges[{i}]").spec, str)):
+                bind_spec(JudgeEntry, dict(j), f"{source} [judge] judges[{i}]").spec, str)):
             raise ConfigError(f"{source} [judge] judges[{i}]: expected a spec string or a table {{spec, limit, "
                               f"samples}}, got {j!r}")
-    board = bind(LeaderboardSpec, dict(raw.get("leaderboard", {})), f"{source} [leaderboard]")
+    board = bind_spec(LeaderboardSpec, dict(raw.get("leaderboard", {})), f"{source} [leaderboard]")
     policies = {r.name for r in runs if not r.reward_model}
     baselines = judge.baselines
     if not baselines or not all(isinstance(b, str) for b in baselines) or len(set(baselines)) < len(baselines):
@@ -272,6 +184,7 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
         for ref in _run_refs(spec):
             if ref not in reward_models:
                 raise ConfigError(f"{source} {where}: {spec!r} names @{ref}, which is not a reward-model run here")
+        check_judge_spec(spec, f"{source} {where} {spec!r}")
     for r in runs:
         ref = str(r.config.data.name)
         if ref.startswith("@") and pair_kinds[ref[1:]] == "scored" and r.reward_model:

@@ -41,6 +41,24 @@ class GenerateConfig:
     score_reference: bool = True
 
 
+    def __post_init__(self):
+        from evalharness import limits
+        from evalharness.config import check_text
+
+        if not isinstance(self.checkpoints, list) or not self.checkpoints:
+            raise ConfigError("give at least one checkpoint (RUN[:STEP] or a model name/path)")
+        for name in ("checkpoints", "prompts", "path", "backend", "reference"):
+            for value in self.checkpoints if name == "checkpoints" else [getattr(self, name)]:
+                check_text(name, value)
+        limits.count("limit", self.limit, none=True)  # 0 prompts would store nothing and say nothing
+        limits.count("n (samples per prompt)", self.n)
+        for name in ("max_prompt_length", "batch_size", "chunk"):
+            limits.count(name, getattr(self, name))
+        if not isinstance(self.sampling, Sampling):
+            raise ConfigError(f"sampling must be a Sampling, got {self.sampling!r}")
+        if self.prompt_style not in ("auto", "chat", "plain"):
+            raise ConfigError(f"prompt_style must be auto, chat or plain, got {self.prompt_style!r}")
+
 @dataclass
 class Target:
     key: str  # checkpoint key in the store

@@ -74,10 +74,14 @@ class LLMJudge:
                  price_out: float | None = None, top_logprobs: int = 5, backoff: float = 1.0, max_backoff: float = 30.0,
                  requests_per_minute: float | None = None, seed: int | None = None,
                  api_key_env: str = "OPENAI_API_KEY", transport: str = "auto"):
-        if not model or not str(model).strip():
-            raise JudgeError("the llm judge needs a model name: llm:model=NAME")
+        check_settings(model=model, base_url=base_url, concurrency=concurrency, max_retries=max_retries,
+                       timeout=timeout, temperature=temperature, max_tokens=max_tokens, price_in=price_in,
+                       price_out=price_out, top_logprobs=top_logprobs, backoff=backoff, max_backoff=max_backoff,
+                       requests_per_minute=requests_per_minute, seed=seed, transport=transport)
         self.model = str(model)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None  # the openai client reads it too
+        if not base_url and self.base_url:
+            check_base_url(self.base_url, "OPENAI_BASE_URL")
         self.concurrency, self.max_retries, self.max_tokens = int(concurrency), int(max_retries), int(max_tokens)
         self.timeout, self.temperature = float(timeout), float(temperature)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
@@ -87,13 +91,7 @@ class LLMJudge:
         self.requests_per_minute = None if requests_per_minute is None else float(requests_per_minute)
         self.seed = None if seed is None else int(seed)
         self.api_key_env = api_key_env
-        if transport not in ("auto", "httpx"):
-            raise JudgeError(f"transport must be auto or httpx, not {transport!r}")
         self.transport = transport
-        if self.concurrency < 1 or self.max_retries < 0 or self.max_tokens < 1 or self.timeout <= 0:
-            raise JudgeError("the llm judge needs concurrency >= 1, max_retries >= 0, max_tokens >= 1 and timeout > 0")
-        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
-            raise JudgeError("requests_per_minute must be positive")
         if not os.environ.get(api_key_env) and not self.base_url:
             raise JudgeError(f"the llm judge needs an API key in ${api_key_env} (or a base_url of a key-less server)")
         self.prompt: Template = load_template(template)
@@ -259,6 +257,78 @@ class LLMJudge:
         return text.replace(key, "[redacted]") if key and len(key) >= 4 else text
 
 
+def check_settings(model: str = "gpt-4o", base_url: str | None = None, concurrency: int = 8, max_retries: int = 5,
+                   timeout: float = 60.0, temperature: float = 0.0, max_tokens: int = 1024,
+                   price_in: float | None = None, price_out: float | None = None, top_logprobs: int = 5,
+                   backoff: float = 1.0, max_backoff: float = 30.0, requests_per_minute: float | None = None,
+                   seed: int | None = None, transport: str = "auto") -> None:
+    """Every setting of an llm judge in range, checked before any request: a NaN timeout or a negative backoff would
+    otherwise turn every verdict into ``failed`` (after minutes of retries) and still exit 0."""
+    if not isinstance(model, str) or not model.strip():
+        raise JudgeError("the llm judge needs a model name: llm:model=NAME")
+    for name, value, low in (("concurrency", concurrency, 1), ("max_retries", max_retries, 0),
+                             ("max_tokens", max_tokens, 1), ("top_logprobs", top_logprobs, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise JudgeError(f"llm judge: {name} must be an integer >= {low}, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise JudgeError(f"llm judge: seed must be an integer, got {seed!r}")
+    for name, value, positive, optional in (
+            ("timeout", timeout, True, False), ("temperature", temperature, False, False),
+            ("backoff", backoff, False, False), ("max_backoff", max_backoff, False, False),
+            ("price_in", price_in, False, True), ("price_out", price_out, False, True),
+            ("requests_per_minute", requests_per_minute, True, True)):
+        if value is None and optional:
+            continue
+        real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not real or value < 0 or (positive and value == 0):
+            raise JudgeError(f"llm judge: {name} must be a finite number {'>' if positive else '>='} 0, "
+                             f"got {value!r}")
+    if transport not in ("auto", "httpx"):
+        raise JudgeError(f"transport must be auto or httpx, not {transport!r}")
+    if base_url:
+        check_base_url(base_url, "base_url")
+
+
+def check_base_url(url: str, name: str = "base_url") -> None:
+    """An http(s) URL with a host and no credentials.
+
+    User and password in the URL would be sent as Basic auth in place of the Bearer key, where nothing scrubs them
+    from an endpoint's echo; a text that is no URL would fail every request and still count as a run.
+
+    >>> check_base_url("http://127.0.0.1:8000/v1")
+    >>> check_base_url("http://user:pw@example.org/v1")
+    Traceback (most recent call last):
+    judges.base.JudgeError: base_url carries credentials (user:password@): put the key in $OPENAI_API_KEY instead
+    """
+    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
+        raise JudgeError(f"{name} {url!r} is not a URL (it holds spaces or control characters)")
+    try:
+        parts = urlparse(url)
+        port = parts.port  # raises on a port that is not a number in range
+    except ValueError as e:
+        raise JudgeError(f"{name} {url!r} is not a URL ({e})") from None
+    if parts.username is not None or parts.password is not None:
+        raise JudgeError(f"{name} carries credentials (user:password@): put the key in $OPENAI_API_KEY instead")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JudgeError(f"{name} {url!r} is not an http:// or https:// URL with a host")
+    del port
+
+
+def check_spec(args: dict[str, str]) -> None:
+    """The arguments of an ``llm:k=v,...`` spec, converted and checked without building the judge (no API key needed):
+    an experiment's ``--dry-run`` finds a bad judge before anything is trained."""
+    from judges.base import _convert
+
+    params = inspect.signature(check_settings).parameters
+    unknown = [k for k in args if k not in inspect.signature(LLMJudge).parameters]
+    if unknown:
+        raise JudgeError(f"judge 'llm' has no argument {unknown[0]!r}")
+    check_settings(**{k: _convert(v, params[k]) for k, v in args.items() if k in params})
+
+
+LLMJudge.check_spec = staticmethod(check_spec)
+
+
 _LOOP: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
 _LOOP_LOCK = threading.Lock()
 
@@ -386,3 +456,4 @@ def gpt4_judge(**kwargs) -> LLMJudge:
 
 
 gpt4_judge.__signature__ = inspect.signature(LLMJudge)  # so build_judge converts and checks its arguments
+gpt4_judge.check_spec = check_spec

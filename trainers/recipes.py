@@ -6,6 +6,7 @@ for SFT+DPO and ExMATE+DPO. A weighted sum is one ``LossSpec`` whose needs are t
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,7 +47,10 @@ def parse_stages(expr: str) -> list[list[tuple[float, str]]]:
             m = _TERM.match(term)
             if not m:
                 raise ParamError(f"can't read loss term {term.strip()!r} in {expr!r}; write e.g. 'dpo' or '0.8*dpo'")
-            terms.append((float(m["w"]) if m["w"] else 1.0, m["name"]))
+            weight = float(m["w"]) if m["w"] else 1.0
+            if not math.isfinite(weight):  # "1e400*dpo" reads as inf
+                raise ParamError(f"loss term {term.strip()!r} in {expr!r}: the weight must be a finite number")
+            terms.append((weight, m["name"]))
         if len({n for _, n in terms}) != len(terms):
             raise ParamError(f"a loss appears twice in {stage.strip()!r}")
         stages.append(terms)
@@ -71,7 +75,7 @@ def build_stage(terms: list[tuple[float, str]], overrides: Mapping[str, Any]) ->
             takers = names  # let the binder raise its "did you mean"
         for n in takers:
             per[n][param] = value
-    bound = [Part(w, s, s.make_params(per[s.name])) for w, s in specs]
+    bound = [Part(w, s, _finite(s, s.make_params(per[s.name]))) for w, s in specs]
     if len(bound) == 1 and bound[0].weight == 1.0:
         return bound[0].spec, bound[0].params
     return weighted_spec(bound), WeightedParams(tuple(bound))
@@ -94,6 +98,19 @@ def check_overrides(expr: str, overrides: Mapping[str, Any]) -> None:
             hint = difflib.get_close_matches(param, known, n=1)
             tip = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known) or 'none'}"
             raise ParamError(f"loss {' / '.join(candidates)} has no parameter {param!r}{tip}")
+
+
+def _finite(spec: LossSpec, params: Any) -> Any:
+    """Every number a loss is given is finite: ``beta=inf`` or ``1e400`` would make every step's loss NaN, found only
+    after the run directory and the store were written."""
+    import dataclasses
+
+    for f in dataclasses.fields(params) if dataclasses.is_dataclass(params) else ():
+        value = getattr(params, f.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ParamError(f"loss {spec.name!r}: parameter {f.name!r} must be a finite number, got {value!r}")
+    return params
 
 
 def _fields(cls) -> set[str]:

@@ -40,6 +40,7 @@ def evaluate(
         from evalharness.metrics_eval import evaluate as run_eval
         from evalharness.store import Store
 
+        _check_counts(bootstrap, seed)
         cfg = EvalConfig(list(checkpoint), DataConfig(name=data, path=path, split=split, limit=limit,
                                                       eval_fraction=eval_fraction),
                          batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
@@ -49,3 +50,10 @@ def evaluate(
             typer.echo(report.line())
             for line in report.detail_lines():
                 typer.echo(line)
+
+
+def _check_counts(bootstrap: int, seed: int) -> None:
+    from evalharness import limits
+
+    limits.count("--bootstrap", bootstrap, 0, limits.MAX_BOOTSTRAP)
+    limits.seed("--seed", seed)  # numpy's generators refuse a negative seed, after the metrics were computed

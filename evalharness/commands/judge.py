@@ -39,6 +39,7 @@ def judge_command(
         from judges.runner import judge as run_judge
 
         options = {"base_url": base_url, "model": model, "concurrency": concurrency}
+        _check_counts(limit, samples)
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
                           vs_reference, prompts, path, limit, samples, judge_options=options)
         report = run_judge(cfg, Store(str(store)), progress=progress)
@@ -53,3 +54,10 @@ def _print_leaderboard(store: str, judge_id: str, prompts: str, baseline: str | 
     from leaderboards.cli_support import leaderboard_text
 
     typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline), nl=False)
+
+
+def _check_counts(limit: int | None, samples: int) -> None:
+    from evalharness import limits
+
+    limits.count("--limit", limit, none=True)  # checked even when every model is sampled already and it goes unused
+    limits.count("--samples", samples)

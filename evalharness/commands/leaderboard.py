@@ -31,6 +31,7 @@ def leaderboard(
 
         check_format(fmt)
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed)
+        _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
         if output is not None:
@@ -45,3 +46,16 @@ def leaderboard(
             for path in write_plots(store, board.rows, plot, board.meta.get("judge"),
                                     log=lambda m: typer.echo(m, err=True)):
                 typer.echo(f"wrote {path}", err=True)
+
+
+def _check_flags(output: Path | None, plot: Path | None, bootstrap: int, seed: int) -> None:
+    """Refused before the board is built: a directory as --output or a file as --plot would fail after the work."""
+    from evalharness import limits
+    from evalharness.config import ConfigError
+
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory; give a file path")
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise ConfigError(f"--plot {plot}: is a file; give a directory for the plots")
+    limits.count("--bootstrap", bootstrap, 0, limits.MAX_BOOTSTRAP)
+    limits.seed("--seed", seed)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from evalharness import limits
 from evalharness.data.types import DataError, Message, PreferencePair, PromptText, ScoredSamples
 from evalharness.hashing import content_hash
 
@@ -208,6 +209,9 @@ def is_missing(value: Any) -> bool:
 def get_text(row: Row, field_name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise row.error(field_name, f"expected a string, got {kind_of(value)}")
+    if len(value) > limits.max_text_chars():  # one runaway text costs minutes and gigabytes when tokenised
+        raise row.error(field_name, f"text of {len(value):,} characters is over the limit of "
+                                    f"{limits.max_text_chars():,} (raise it with {limits.MAX_TEXT_CHARS_ENV})")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:  # a JSON "\ud800" escape decodes to a lone surrogate
@@ -363,6 +367,9 @@ def read_file(path: str, fmt: str | None = None, list_key: str | None = None) ->
         raise DataError(path, None, None, "no such file")
     if not p.is_file():
         raise DataError(path, None, None, "not a file")
+    size, cap = p.stat().st_size, limits.max_file_bytes()
+    if size > cap:
+        raise DataError(path, None, None, _too_big(cap, size))
     if fmt == "jsonl":
         return _read_jsonl(path)
     if fmt == "json":
@@ -376,11 +383,21 @@ def _open_bytes(path: str):
     return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
 
 
+def _too_big(cap: int, size: int | None = None) -> str:
+    what = f"file of {size:,} bytes is" if size is not None else "file holds more bytes (decompressed) than"
+    return f"{what} over the limit of {cap:,} bytes (raise it with {limits.MAX_FILE_BYTES_ENV})"
+
+
 def _read_jsonl(path: str) -> Iterator[Row]:
-    number = 0
+    number, total, cap = 0, 0, limits.max_file_bytes()
     try:
         with _open_bytes(path) as f:
-            for number, raw in enumerate(f, start=1):
+            # A line is read with a bound: a gzip that inflates to more than the cap (or one endless line) stops here.
+            while raw := f.readline(cap - total + 1):
+                number += 1
+                total += len(raw)
+                if total > cap:
+                    raise DataError(path, number, None, _too_big(cap))
                 text = _decode(path, number, raw, first=number == 1)
                 if not text.strip():
                     continue
@@ -390,11 +407,14 @@ def _read_jsonl(path: str) -> Iterator[Row]:
 
 
 def _read_json(path: str, list_key: str | None) -> Iterator[Row]:
+    cap = limits.max_file_bytes()
     try:
         with _open_bytes(path) as f:
-            raw = f.read()
+            raw = f.read(cap + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise DataError(path, None, None, f"corrupt gzip data ({type(e).__name__}: {_first_line(e)})") from None
+    if len(raw) > cap:
+        raise DataError(path, None, None, _too_big(cap))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

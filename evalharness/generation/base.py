@@ -6,8 +6,12 @@ request carries its own seed, so a sample is the same whichever batch it was dra
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# Below this the sample is the argmax anyway, and logits divided by it overflow float32 (log-probs become NaN).
+MIN_TEMPERATURE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -21,12 +25,25 @@ class Sampling:
     stop: tuple[str, ...] = ()  # extra stop strings (the plain HH format stops at "\n\nHuman:")
 
     def __post_init__(self):
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        from evalharness.config import MAX_SEED, ConfigError  # a ValueError: callers catching that still do
+
+        def real(x) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        def whole(x) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if not (real(self.temperature) and self.temperature >= MIN_TEMPERATURE):
+            raise ConfigError(f"temperature must be > 0 and finite (at least {MIN_TEMPERATURE:g}), got "
+                              f"{self.temperature!r}")
+        if not (real(self.top_p) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not (whole(self.max_new_tokens) and self.max_new_tokens >= 1):
+            raise ConfigError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if not (whole(self.seed) and 0 <= self.seed <= MAX_SEED):
+            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ConfigError(f"stop must be a tuple of non-empty strings, got {self.stop!r}")
 
 
 @dataclass(frozen=True)
