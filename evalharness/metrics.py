@@ -13,27 +13,27 @@ The formulas are LOSSES.md "Statistical metrics"; ``lp`` is a summed response lo
 - ``margin_pearson`` / ``margin_spearman`` / ``margin_kendall``  correlation of h with a judge's score difference
   s+ - s- (seed 002 §4.4; Kendall is tau-b)
 
-Bootstrap resamples are drawn as count matrices W [B, n] (W[b, i] = how often unit i is in resample b), so every
-statistic is a few matrix products over all resamples at once. The unit is a pair for held-out metrics and a prompt for
-KL. The CI is the percentile interval; the standard error is the textbook one where there is one (s/√n for a mean, the
-ratio-estimator delta method for perplexity) and the bootstrap standard deviation for correlations.
+Bootstrap resamples are drawn by ``evalharness.stats`` as count matrices W [B, n] (W[b, i] = how often unit i is in
+resample b; one generator seeded with ``seed``, chunks of ``stats.CELLS`` cells), so every statistic is a few matrix
+products over all resamples at once. The unit is a pair for held-out metrics and a prompt for KL. The CI is the
+percentile interval; the standard error is the textbook one where there is one (s/√n for a mean, the ratio-estimator
+delta method for perplexity) and the bootstrap standard deviation for correlations.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from evalharness.stats import bootstrap, mean_ci, percentile_ci
 
 PAIR_METRICS = ("perplexity", "agility", "agility_seqprob", "logp_margin")
 REFERENCE_METRICS = ("margin", "accuracy", "prompt_augmented_accuracy")
 SAMPLE_METRICS = ("kl", "kl_per_token", "forward_kl")
 CORRELATIONS = ("margin_pearson", "margin_spearman", "margin_kendall")
 METRICS = PAIR_METRICS + REFERENCE_METRICS + SAMPLE_METRICS + CORRELATIONS
-
-_CELLS = 2_000_000  # float64 cells of one resample-count chunk (16 MB): bounds memory for any n
 
 
 @dataclass(frozen=True)
@@ -48,53 +48,21 @@ class Estimate:
     note: str = ""  # what a reader must know to read the value (e.g. how many probabilities underflowed)
 
 
-# ------------------------------------------------------------------------------------------------------ bootstrap
+# ------------------------------------------------------------------------------------------------------ estimates
 
 
-def resample_counts(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Bootstrap resamples of n units as count matrices W [b, n] (each row sums to n), in chunks of rows.
-
-    The draws depend on (n, resamples, seed) only: the same seed gives the same resamples.
-    """
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CELLS // max(n, 1))
-    for start in range(0, resamples, chunk):
-        b = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
-        yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-
-
-def bootstrap(stat: Callable[[np.ndarray], np.ndarray], n: int, resamples: int, seed: int) -> np.ndarray:
-    """``stat(W) -> [b]`` evaluated on ``resamples`` resamples: the bootstrap distribution [resamples]."""
-    if resamples <= 0 or n == 0:
-        return np.empty(0)
-    return np.concatenate([np.asarray(stat(w), dtype=np.float64) for w in resample_counts(n, resamples, seed)])
-
-
-def percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float | None, float | None]:
-    """The percentile interval of a bootstrap distribution; NaN draws (a constant resample's correlation) are ignored."""
-    finite = draws[~np.isnan(draws)]
-    if finite.size == 0:
-        return None, None
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(finite, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def _estimate(value: float, n: int, se: float | None, draws: np.ndarray, note: str = "") -> Estimate:
-    lo, hi = percentile_ci(draws)
+def _estimate(value: float, n: int, se: float | None, lo: float, hi: float, note: str = "") -> Estimate:
+    """An Estimate with None for what is undefined: a non-finite se, NaN bounds (no resamples, no finite draw)."""
+    lo, hi = (None if np.isnan(x) else float(x) for x in (lo, hi))
     return Estimate(float(value), int(n), None if se is None or not math.isfinite(se) else float(se), lo, hi, note)
 
 
 def mean_estimate(values, resamples: int = 1000, seed: int = 0, note: str = "") -> Estimate:
     """mean(values) with se = s/√n (sample sd, ddof=1) and a percentile CI over resampled units."""
     v = np.asarray(values, dtype=np.float64)
-    n = v.size
-    if n == 0:
-        raise ValueError("no values to average")
-    se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else None
-    draws = bootstrap(lambda w: w @ v / n, n, resamples, seed)
-    return _estimate(v.mean(), n, se, draws, note)
+    mean, lo, hi = mean_ci(v, resamples, seed)
+    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else None
+    return _estimate(mean, v.size, se, lo, hi, note)
 
 
 # ------------------------------------------------------------------------------------------------- held-out pairs
@@ -117,7 +85,7 @@ def perplexity(lp, tokens, resamples: int = 1000, seed: int = 0) -> Estimate:
         resid = lp - ratio * t
         se = value * math.sqrt((resid**2).sum() / (n * (n - 1))) / t.mean()
     draws = bootstrap(lambda w: np.exp(-(w @ lp) / (w @ t)), n, resamples, seed)
-    return _estimate(value, n, se, draws)
+    return _estimate(value, n, se, *percentile_ci(draws))
 
 
 def geometric_mean_probs(lp, tokens) -> np.ndarray:
@@ -291,4 +259,4 @@ def correlation(kind: str, x, y, resamples: int = 1000, seed: int = 0) -> Estima
     draws = bootstrap(lambda w: fn(w, x, y), n, resamples, seed)
     finite = draws[~np.isnan(draws)]
     se = float(finite.std(ddof=1)) if finite.size > 1 else None
-    return _estimate(value, n, se, draws)
+    return _estimate(value, n, se, *percentile_ci(draws))

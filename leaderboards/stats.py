@@ -13,11 +13,13 @@ is A's score in [0, 1] under the tie policy.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from evalharness.stats import percentile_ci
+from evalharness.stats import resample_counts as _resample_counts
 
 TIE_POLICIES = ("tie", "exclude", "average")
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> Elo points: P(i beats j) = 1 / (1 + 10^(-(Ri-Rj)/400))
@@ -142,17 +144,12 @@ def win_rates(model: np.ndarray, y: np.ndarray, verdict: np.ndarray, keep: np.nd
 
 
 def resample_counts(n_groups: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Bootstrap resamples of ``n_groups`` prompts as count matrices, ``RESAMPLE_CHUNK`` resamples at a time.
+    """Bootstrap resamples of ``n_groups`` prompts as count matrices (c, P) float64, ``RESAMPLE_CHUNK`` at a time.
 
-    Each chunk is drawn as an index matrix (c, P) of prompts sampled with replacement and turned into counts
-    (c, P) float64: how often each prompt appears in each resample. Chunk ``i`` uses the generator seeded with
-    ``(seed, i)``, so the resamples depend only on (seed, P, B), not on memory or on how the chunks are consumed.
+    Chunk ``i`` is drawn by the generator seeded with ``(seed, i)`` (``evalharness.stats``), so the resamples depend
+    only on (seed, P, B), not on memory or on how the chunks are consumed.
     """
-    for i, start in enumerate(range(0, n_resamples, RESAMPLE_CHUNK)):
-        c = min(RESAMPLE_CHUNK, n_resamples - start)
-        idx = np.random.default_rng([seed, i]).integers(0, n_groups, size=(c, n_groups))
-        idx += (np.arange(c) * n_groups)[:, None]
-        yield np.bincount(idx.ravel(), minlength=c * n_groups).reshape(c, n_groups).astype(np.float64)
+    return _resample_counts(n_groups, n_resamples, seed, chunk=RESAMPLE_CHUNK, seed_per_chunk=True)
 
 
 def group_sums(group: np.ndarray, key: np.ndarray, value: np.ndarray, n_groups: int, n_keys: int) -> np.ndarray:
@@ -180,14 +177,6 @@ class ResampledSums:
         if self.sums32 is not None and counts.max(initial=0.0) * self.row_max < 2.0**23:
             return (counts.astype(np.float32) @ self.sums32.T).astype(np.float64)
         return counts @ self.sums64.T
-
-
-def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0 of ``samples`` (B, ...), ignoring NaN resamples (a model absent from one)."""
-    tail = (1.0 - level) / 2.0 * 100.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN, which is what we want
-        return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100.0 - tail, axis=0)
 
 
 # ------------------------------------------------------------------------------------------------ Bradley-Terry

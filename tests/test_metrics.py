@@ -13,6 +13,7 @@ from evalharness import metrics as M
 from evalharness.config import ConfigError, DataConfig, TrainConfig
 from evalharness.metrics_eval import EvalConfig, evaluate
 from evalharness.metrics_pairs import score_seqs
+from evalharness.stats import resample_counts
 from evalharness.store import Store
 from trainers.batching import Seq
 
@@ -122,7 +123,7 @@ def test_correlations_by_hand_and_against_scipy():
                        ("margin_kendall", stats.kendalltau)):
         assert M.correlation(kind, a, b, 0).value == pytest.approx(peer(a, b)[0], abs=1e-12)
     # one bootstrap resample computed through count weights equals the statistic of the explicit resample
-    w = next(M.resample_counts(60, 3, seed=9))
+    w = next(resample_counts(60, 3, seed=9))
     idx = np.repeat(np.arange(60), w[1].astype(int))
     for kind, peer in (("margin_spearman", stats.spearmanr), ("margin_kendall", stats.kendalltau)):
         assert M._CORRELATION_FNS[kind](w[1:2], a, b)[0] == pytest.approx(peer(a[idx], b[idx])[0], abs=1e-12)
@@ -138,7 +139,7 @@ def test_bootstrap_ci_brackets_the_mean_and_is_reproducible_with_its_seed():
     assert a.se == pytest.approx(values.std(ddof=1) / math.sqrt(80))
     # the percentile interval of a mean is close to ±1.96 se for n = 80
     assert (a.ci_high - a.ci_low) / (2 * 1.96 * a.se) == pytest.approx(1.0, abs=0.1)
-    for w in M.resample_counts(80, 1000, seed=7):
+    for w in resample_counts(80, 1000, seed=7):
         assert (w.sum(1) == 80).all()
     none = M.mean_estimate(values, resamples=0)
     assert none.ci_low is None and none.ci_high is None and none.se is not None

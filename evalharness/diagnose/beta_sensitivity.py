@@ -23,6 +23,7 @@ from pathlib import Path
 from evalharness.config import ConfigError
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
+from evalharness.diagnose.runner import Job, Plan, execute
 from evalharness.hashing import canonical_json
 
 KIND = "beta-sensitivity"
@@ -142,20 +143,17 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     settings = common.bind_settings(BetaSettings, cfg.settings, "beta-sensitivity")
     examples, dataset = common.load_pairs(cfg, DEFAULT_LIMIT)
     sweeps, notes = find_sweeps(store, cfg.losses, cfg.checkpoints)
-    results, units, computed, cached = [], [], 0, 0
-    for sweep in sweeps:
-        for m in sweep.members:
-            unit = Unit(KIND, m.checkpoint["checkpoint_id"], dataset, common.settings_dict(settings))
-            target = common.Target(m.checkpoint["checkpoint_id"], f"{m.run['name']}:{m.checkpoint['step']}",
-                                   m.checkpoint["path"], m.checkpoint["path"])
-            compute = functools.partial(_compute, common.TargetModels(target), examples, settings, cfg.batch_size)
-            units.append(unit)
-            rows, fresh = common.cached(store, unit, compute)
-            computed, cached = computed + fresh, cached + (not fresh)
-            results.append((sweep.label, m.beta, m.run["name"], rows))
-    table = render_table(results)
-    png = render_figure(results, cfg.out, [u.row_id("") for u in units])
-    return common.Report("beta-sensitivity", table, png, computed, cached, notes)
+
+    def jobs():
+        for sweep in sweeps:
+            for m in sweep.members:
+                unit = Unit(KIND, m.checkpoint["checkpoint_id"], dataset, common.settings_dict(settings))
+                target = common.Target(m.checkpoint["checkpoint_id"], f"{m.run['name']}:{m.checkpoint['step']}",
+                                       m.checkpoint["path"], m.checkpoint["path"])
+                compute = functools.partial(_compute, common.TargetModels(target), examples, settings, cfg.batch_size)
+                yield Job(unit, compute, (sweep.label, m.beta, m.run["name"]))
+
+    return execute(Plan("beta-sensitivity", jobs(), render_table, render_figure, lambda _: notes), store, cfg.out)
 
 
 def _compute(models: common.TargetModels, examples, settings: BetaSettings, batch_size: int) -> list[Row]:

@@ -291,25 +291,20 @@ def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 def mean_ci(values: Sequence[float], resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
-    """{"mean", "n", "ci_low", "ci_high"}: the mean with a percentile-bootstrap CI (NaN bounds when n < 2).
+    """{"mean", "n", "ci_low", "ci_high"} over the finite values: the mean with a percentile-bootstrap CI (NaN bounds
+    when n < 2).
 
     The bootstrap makes no normality assumption (margins and gradients are skewed) and is what seaborn's error bars,
-    the usual source of such figures, draw. Deterministic in ``seed``.
+    the usual source of such figures, draw. Deterministic in ``seed``: every resample comes from one generator call
+    (``chunk=resamples``), the draws the stored figures were made with.
     """
-    import numpy as np
+    from evalharness import stats
 
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    n = int(x.size)
-    if n == 0:
-        return {"mean": math.nan, "n": 0, "ci_low": math.nan, "ci_high": math.nan}
-    mean = float(x.mean())
-    if n < 2:
-        return {"mean": mean, "n": n, "ci_low": math.nan, "ci_high": math.nan}
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return {"mean": mean, "n": n, "ci_low": float(lo), "ci_high": float(hi)}
+    x = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if len(x) < 2:
+        return {"mean": x[0] if x else math.nan, "n": len(x), "ci_low": math.nan, "ci_high": math.nan}
+    mean, lo, hi = stats.mean_ci(x, resamples, seed, level, chunk=resamples)
+    return {"mean": mean, "n": len(x), "ci_low": lo, "ci_high": hi}
 
 
 def ci_row(name: str, values: Sequence[float], **extra) -> Row:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from evalharness.config import ConfigError
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
+from evalharness.diagnose.runner import Job, Plan, execute
 from trainers.spec import check
 
 KIND = "density-ratio"
@@ -152,24 +153,21 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     by_reference = defaultdict(list)
     for t in targets:
         by_reference[t.reference].append(t)
-    results, units, computed, cached = [], [], 0, 0
-    for reference, group in by_reference.items():
-        # Drawn once per reference, and only when some checkpoint of the group is not in the store yet.
-        samples = functools.cache(lambda reference=reference: draw(reference, prompts, settings, cfg.batch_size))
-        for target in group:
-            models = common.TargetModels(target)
-            unit = Unit(KIND, target.key, dataset, {**dataclasses.asdict(settings),
-                                                    "reference": models.reference_key})
-            compute = functools.partial(_compute, models, samples, settings, cfg.batch_size)
-            units.append(unit)
-            rows, fresh = common.cached(store, unit, compute)
-            computed, cached = computed + fresh, cached + (not fresh)
-            results.append((target.label, rows))
-    table = render_table(results)
-    png = render_figure(results, cfg.out, [u.row_id("") for u in units], settings.beta)
-    return common.Report("density-ratio", table, png, computed, cached,
-                         [f"{settings.samples} samples per prompt from the reference at temperature 1; "
-                          f"optimal π* ∝ π_ref·exp(r/β), β={settings.beta:g}, r = {settings.reward}"])
+
+    def jobs():
+        for reference, group in by_reference.items():
+            # Drawn once per reference, and only when some checkpoint of the group is not in the store yet.
+            samples = functools.cache(lambda reference=reference: draw(reference, prompts, settings, cfg.batch_size))
+            for target in group:
+                models = common.TargetModels(target)
+                unit = Unit(KIND, target.key, dataset, {**dataclasses.asdict(settings),
+                                                        "reference": models.reference_key})
+                yield Job(unit, functools.partial(_compute, models, samples, settings, cfg.batch_size), (target.label,))
+
+    note = (f"{settings.samples} samples per prompt from the reference at temperature 1; "
+            f"optimal π* ∝ π_ref·exp(r/β), β={settings.beta:g}, r = {settings.reward}")
+    figure = functools.partial(render_figure, beta=settings.beta)
+    return execute(Plan("density-ratio", jobs(), render_table, figure, lambda _: [note]), store, cfg.out)
 
 
 def _compute(models: common.TargetModels, samples, settings: DensitySettings, batch_size: int) -> list[Row]:

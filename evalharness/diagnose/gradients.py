@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from evalharness.config import ConfigError
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
+from evalharness.diagnose.runner import Job, Plan, execute
 from trainers.spec import check
 
 KIND = "gradient"
@@ -242,23 +243,21 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     losses = bind_losses(list(cfg.losses or DEFAULT_LOSSES), {k: v for k, v in cfg.settings.items() if k not in fields})
     examples, dataset = common.load_pairs(cfg, DEFAULT_LIMIT)
     targets = common.resolve_targets(cfg.checkpoints, store, cfg.reference)
-    results, units, computed, cached, notes = [], [], 0, 0, []
-    for target in targets:
-        models = common.TargetModels(target)
-        for expr, spec, params in losses:
-            uses_ref = bool(spec.needs & REFERENCE_NEEDS)
-            unit = Unit(KIND, target.key, dataset, {
-                **common.settings_dict(settings), "loss": expr, "params": params_identity(params),
-                "reference": models.reference_key if uses_ref else None})
-            compute = functools.partial(_compute, models, spec, params, examples, settings, cfg.batch_size, notes)
-            units.append(unit)
-            units.append(unit)
-            rows, fresh = common.cached(store, unit, compute)
-            computed, cached = computed + fresh, cached + (not fresh)
-            results.append((target.label, expr, rows))
-    table = render_table(results)
-    png = render_figure(results, cfg.out, [u.row_id("") for u in units])
-    return common.Report("gradients", table, png, computed, cached, information_notes(results) + notes)
+    notes: list[str] = []
+
+    def jobs():
+        for target in targets:
+            models = common.TargetModels(target)
+            for expr, spec, params in losses:
+                uses_ref = bool(spec.needs & REFERENCE_NEEDS)
+                unit = Unit(KIND, target.key, dataset, {
+                    **common.settings_dict(settings), "loss": expr, "params": params_identity(params),
+                    "reference": models.reference_key if uses_ref else None})
+                compute = functools.partial(_compute, models, spec, params, examples, settings, cfg.batch_size, notes)
+                yield Job(unit, compute, (target.label, expr))
+
+    plan = Plan("gradients", jobs(), render_table, render_figure, lambda results: information_notes(results) + notes)
+    return execute(plan, store, cfg.out)
 
 
 def _compute(models: common.TargetModels, spec, params, examples, settings: GradientSettings, batch_size: int,

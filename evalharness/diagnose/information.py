@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
+from evalharness.diagnose.runner import Job, Plan, execute
 from trainers.spec import check
 
 KIND = "information-difference"
@@ -150,20 +151,17 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     targets = common.resolve_targets(cfg.checkpoints, store, cfg.reference)
     base = {k: v for k, v in common.settings_dict(settings).items() if k not in ("random_init", "seed")}
     variants = [("pretrained", {})] + ([("random", {"seed": settings.seed})] if settings.random_init else [])
-    results, units, computed, cached, notes = [], [], 0, 0, []
-    for target in targets:
-        models = common.TargetModels(target)
-        for weights, extra in variants:
-            unit = Unit(KIND, target.key, dataset, {**base, "weights": weights, **extra})
-            compute = functools.partial(_compute, models, weights, examples, settings, cfg.batch_size, notes)
-            units.append(unit)
-            units.append(unit)
-            rows, fresh = common.cached(store, unit, compute)
-            computed, cached = computed + fresh, cached + (not fresh)
-            results.append((target.label, weights, rows))
-    table = render_table(results)
-    png = render_figure(results, cfg.out, [u.row_id("") for u in units])
-    return common.Report("information", table, png, computed, cached, notes)
+    notes: list[str] = []
+
+    def jobs():
+        for target in targets:
+            models = common.TargetModels(target)
+            for weights, extra in variants:
+                compute = functools.partial(_compute, models, weights, examples, settings, cfg.batch_size, notes)
+                yield Job(Unit(KIND, target.key, dataset, {**base, "weights": weights, **extra}), compute,
+                          (target.label, weights))
+
+    return execute(Plan("information", jobs(), render_table, render_figure, lambda _: notes), store, cfg.out)
 
 
 def _compute(models: common.TargetModels, weights: str, examples, settings: InformationSettings, batch_size: int,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
+from evalharness.diagnose.runner import Job, Plan, execute
 from trainers.spec import check
 
 KIND = "monotonicity"
@@ -112,20 +113,19 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     settings = common.bind_settings(MonotonicitySettings, cfg.settings, "monotonicity")
     examples, dataset = common.load_pairs(cfg, DEFAULT_LIMIT)
     targets = common.resolve_targets(cfg.checkpoints, store, cfg.reference)
-    results, units, computed, cached, notes = [], [], 0, 0, []
-    for target in targets:
-        models = common.TargetModels(target)
-        beta = checkpoint_beta(store, target, settings)
-        unit = Unit(KIND, target.key, dataset, {**common.settings_dict(settings), "beta": beta,
-                                                "reference": models.reference_key})
-        compute = functools.partial(_compute, models, examples, settings, beta, cfg.batch_size, notes)
-        units.append(unit)
-        rows, fresh = common.cached(store, unit, compute)
-        computed, cached = computed + fresh, cached + (not fresh)
-        results.append((target.label, beta, rows))
-    table = render_table(results, settings.epsilon)
-    png = render_figure(results, cfg.out, [u.row_id("") for u in units])
-    return common.Report("monotonicity", table, png, computed, cached, notes)
+    notes: list[str] = []
+
+    def jobs():
+        for target in targets:
+            models = common.TargetModels(target)
+            beta = checkpoint_beta(store, target, settings)
+            unit = Unit(KIND, target.key, dataset, {**common.settings_dict(settings), "beta": beta,
+                                                    "reference": models.reference_key})
+            compute = functools.partial(_compute, models, examples, settings, beta, cfg.batch_size, notes)
+            yield Job(unit, compute, (target.label, beta))
+
+    table = functools.partial(render_table, epsilon=settings.epsilon)
+    return execute(Plan("monotonicity", jobs(), table, render_figure, lambda _: notes), store, cfg.out)
 
 
 def _compute(models: common.TargetModels, examples, settings: MonotonicitySettings, beta: float, batch_size: int,
