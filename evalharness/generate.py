@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness.checkpoints import checkpoint_path
 from evalharness.config import ConfigError
 from evalharness.data.types import Message, Prompt
 from evalharness.generation.base import Request, Sampling
@@ -105,7 +106,8 @@ def resolve_target(spec: str, store: Store, reference: str | None) -> Target:
         c = ckpts[-1]
         cfg = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
         ref = reference or cfg.get("reference") or _run_start(cfg, store)
-        return Target(c["checkpoint_id"], f"{run['name']}:{c['step']}", c["path"], ref)
+        label = f"{run['name']}:{c['step']}"
+        return Target(c["checkpoint_id"], label, checkpoint_path(c, store, f"run {label}"), ref)
     path = resolve_model(spec)
     return Target("model:" + model_fingerprint(path), spec, str(path), reference or str(path))
 
@@ -120,7 +122,7 @@ def _run_start(cfg: dict[str, Any], store: Store) -> str:
     finals = [c for c in store.checkpoints(run["run_id"]) if c["is_final"]] if run else []
     if not finals:
         raise ConfigError(f"the run's init_from {init!r} has no final checkpoint")
-    return finals[-1]["path"]
+    return checkpoint_path(finals[-1], store, f"the run's init_from {init!r}")
 
 
 def request_seed(seed: int, prompt_id: str, turn: int, index: int) -> int:

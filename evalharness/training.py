@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,22 +69,14 @@ def _show(params) -> str:
 
 
 def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, progress: bool = True) -> Iterator[str]:
+    """``restart`` discards each stage's checkpoints in its own run directory once its inputs are checked
+    (``trainers.loop.train_stage``); a directory that is not the run's is refused."""
     from evalharness.store import Store
-    from trainers.loop import run_id_of, train
+    from trainers.loop import train
 
     validate_config(cfg)
     store = Store(store_path)
-    if restart:
-        out = Path(cfg.out) if cfg.out else None
-        if out and out.exists():
-            shutil.rmtree(out)
-        elif out is None:
-            run = store.get_run(run_id_of(cfg))
-            if run and run["out_dir"] and Path(run["out_dir"]).exists():
-                shutil.rmtree(run["out_dir"])
-        if store.get_run(run_id_of(cfg)):
-            store.set_run_status(run_id_of(cfg), "restarted")
-    for r in train(cfg, store, progress=progress):
+    for r in train(cfg, store, progress=progress, restart=restart):
         if r.status == "already-finished":
             yield f"run {r.run_id[:12]} ({r.name}) already finished at step {r.steps}: {r.checkpoint}"
             continue

@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,19 @@ def _writing(path: Path, partial: Path | None = None):
 
 def checkpoint_dir(out: Path, step: int) -> Path:
     return out / f"checkpoint-{step:06d}"
+
+
+def discard_run(out: Path) -> None:
+    """Remove the run's checkpoints (finished and half-written) from ``out``, which the caller has checked is this
+    run's. Its config.json stays (the same run writes it again) and so does anything else found there."""
+    if not out.is_dir():
+        return
+    for p in sorted(out.iterdir()):
+        if re.fullmatch(r"(\.tmp-)?checkpoint-\d{6,}", p.name):  # the names checkpoint_dir and save give
+            if p.is_symlink() or not p.is_dir():
+                p.unlink()
+            else:
+                shutil.rmtree(p)
 
 
 def latest_checkpoint(out: Path) -> Path | None:

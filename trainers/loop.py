@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from evalharness.config import ConfigError, TrainConfig
+from evalharness.checkpoints import locate
+from evalharness.config import RUN_NAME, ConfigError, TrainConfig
 from evalharness.hashing import content_hash
+from evalharness.models import model_fingerprint
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
 from trainers.batching import KExample, PairExample, batch_order, example_length, tokenize
@@ -31,6 +33,7 @@ from trainers.setup import Prepared, prepare
 from trainers.spec import LossInputs, LossSpec
 
 METRICS_FLUSH_S = 30.0  # between checkpoints, how often a run's metrics reach the store
+RUN_ROOT = Path("runs")  # where a run without --out is written: runs/<name>, relative to the working directory
 
 
 @dataclass
@@ -57,9 +60,12 @@ def run_id_of(cfg: TrainConfig) -> str:
     return content_hash(["train", cfg.identity()])
 
 
-def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None) -> list[TrainResult]:
-    """Train every stage of ``cfg.loss`` ("sft->dpo" is two runs, the second starting from the first)."""
-    return [train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step)
+def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None, restart: bool = False
+          ) -> list[TrainResult]:
+    """Train every stage of ``cfg.loss`` ("sft->dpo" is two runs, the second starting from the first).
+
+    ``restart``: each stage discards its earlier checkpoints instead of resuming (``train_stage``)."""
+    return [train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step, restart=restart)
             for stage_cfg, terms in plan_stages(cfg)]
 
 
@@ -81,20 +87,27 @@ def plan_stages(cfg: TrainConfig) -> list[tuple[TrainConfig, list]]:
     return planned
 
 
-def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on_step=None) -> TrainResult:
+def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on_step=None, restart: bool = False
+                ) -> TrainResult:
+    """Train one run into ``cfg.out`` (default ``runs/<name>``), resuming from its latest checkpoint there.
+
+    ``restart``: start again from step 0, discarding the run's checkpoints in its directory; refused (nothing
+    touched) unless that directory is this run's, and done only once every input has been loaded and bound."""
     spec, params = build_stage(terms, cfg.params)
     run_id = run_id_of(cfg)
-    name = cfg.name or f"{cfg.loss.replace('*', 'x').replace(' ', '')}-{run_id[:8]}"
-    out = Path(cfg.out or Path("runs") / name)
+    name = _run_name(cfg, run_id)
+    out = Path(cfg.out) if cfg.out else RUN_ROOT / name
     existing = store.get_run(run_id)
-    if existing and existing["status"] == "finished":
+    if existing and existing["status"] == "finished" and not restart:
         done = [c for c in store.checkpoints(run_id) if c["is_final"]]
-        if done and Path(done[-1]["path"]).exists():
-            return TrainResult(run_id, existing["name"], existing["out_dir"], done[-1]["path"],
+        final = locate(done[-1], store) if done else None
+        if final is not None:
+            return TrainResult(run_id, existing["name"], existing["out_dir"], str(final),
                                existing["final_step"], "already-finished")
 
-    _check_out_dir(out, run_id)
-    p = prepare(cfg, spec, params, store, out, progress)  # loads data and models; raises before anything is written
+    _check_out_dir(out, run_id, restart)
+    # loads data and models, raising before anything is written (or, with restart, deleted)
+    p = prepare(cfg, spec, params, store, out, progress, restart=restart)
     main = p.accelerator.is_main_process  # one process writes the store; the others only read
     if main:
         # The run directory first: a full or read-only disk stops here, before the store lists a run that never ran.
@@ -104,7 +117,7 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
         run_id=run_id, name=name, loss=spec.name, params=dataclasses.asdict(params) if not _weighted(params) else
         {part.spec.name: dataclasses.asdict(part.params) for part in params.parts},
         base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=cfg.identity(),
-        code_version=code_version(), status="running", out_dir=str(out), final_step=None,
+        code_version=code_version(), status="running", out_dir=str(out.resolve()), final_step=None,
         ))
     try:
         result = _loop(cfg, spec, params, p, store, run_id, name, out, progress, on_step)
@@ -118,17 +131,29 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
     return result
 
 
-def _check_out_dir(out: Path, run_id: str) -> None:
-    """Resuming from another run's checkpoints would silently train the wrong thing: refuse."""
+def _run_name(cfg: TrainConfig, run_id: str) -> str:
+    if cfg.name:
+        return cfg.name  # checked when the config was bound
+    name = f"{cfg.loss.replace('*', 'x').replace(' ', '')}-{run_id[:8]}"
+    return name if RUN_NAME.fullmatch(name) else f"run-{run_id[:8]}"  # a plugin loss's name may hold anything
+
+
+def _check_out_dir(out: Path, run_id: str, restart: bool = False) -> None:
+    """Resuming from another run's checkpoints would silently train the wrong thing, and ``restart`` deletes
+    checkpoints: refuse a directory that is another run's, and with ``restart`` any non-empty one not this run's."""
     marker = out / "config.json"
+    other = None
     if marker.exists():
         try:
             other = json.loads(marker.read_text()).get("run_id")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             other = None
         if other and other != run_id:
             raise ConfigError(f"{out} holds run {other[:12]}, not this run ({run_id[:12]}): choose another --out "
                               "or delete that directory")
+    if restart and other != run_id and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: --restart deletes only a run directory whose config.json names this run "
+                          f"({run_id[:12]}), and this one has none: choose another --out")
 
 
 def _weighted(params) -> bool:
@@ -151,7 +176,7 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
         if acc.is_main_process:  # a kill after saving, before the store heard of it, loses no checkpoint row
             store.add_checkpoint(content_hash(["checkpoint", run_id, start_step]), run_id, start_step, str(last),
-                                 start_step >= cfg.max_steps)
+                                 start_step >= cfg.max_steps, model_fingerprint(last))
     pending: list[tuple[int, str, float]] = []
     flushed = time.monotonic()
     bar = tqdm(total=cfg.max_steps, initial=start_step, desc=name, unit="step",
@@ -216,7 +241,8 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
                 pending = []
                 path = ckpt.save(out, step + 1, acc.unwrap_model(model), p.tokenizer, p.optimizer, p.scheduler, state,
                                  reference=p.reference if spec.reference_update is not None else None)
-                store.add_checkpoint(content_hash(["checkpoint", run_id, step + 1]), run_id, step + 1, str(path), final)
+                store.add_checkpoint(content_hash(["checkpoint", run_id, step + 1]), run_id, step + 1, str(path), final,
+                                     model_fingerprint(path))
             acc.wait_for_everyone()
             flushed = time.monotonic()
         elif pending and acc.is_main_process and time.monotonic() - flushed >= METRICS_FLUSH_S:

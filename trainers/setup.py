@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from evalharness.checkpoints import checkpoint_path
 from evalharness.config import ConfigError, TrainConfig
 from evalharness.store import Store
 from trainers import checkpointing as ckpt
@@ -50,7 +51,7 @@ def resolve_start(cfg: TrainConfig, store: Store) -> str:
         finals = [c for c in store.checkpoints(run["run_id"]) if c["is_final"]]
         if run["status"] != "finished" or not finals:
             raise ConfigError(f"init_from run {cfg.init_from!r} has not finished (status {run['status']})")
-        return finals[-1]["path"]
+        return checkpoint_path(finals[-1], store, f"init_from run {cfg.init_from!r}")
     return str(resolve_model(cfg.model))
 
 
@@ -68,14 +69,18 @@ def load_examples(cfg: TrainConfig):
     return train, loaded
 
 
-def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, progress: bool) -> Prepared:
+def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, progress: bool,
+            restart: bool = False) -> Prepared:
+    """``restart``: discard the run's files in ``out`` (``checkpointing.discard_run``) once the inputs are known good."""
     from accelerate import Accelerator
 
-    from evalharness.models import load_causal_lm, load_reward_model, load_tokenizer, model_fingerprint
+    from evalharness.models import load_causal_lm, load_reward_model, load_tokenizer, model_fingerprint, resolve_model
     from trainers.loop import cacheable, prepare_examples, reference_needs_model
 
     train_examples, _ = load_examples(cfg)
     start = resolve_start(cfg, store)
+    if cfg.reference and reference_needs_model(spec):
+        resolve_model(cfg.reference)
     tokenizer = load_tokenizer(start)
     tok = prepare_examples(train_examples, tokenizer, cfg, spec, params)
     if len(tok.examples) < cfg.batch_size:
@@ -84,6 +89,10 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     # bf16 is applied with torch.autocast in the loop rather than Accelerator(mixed_precision=…): accelerate keeps one
     # process-wide state, and a second run in the same process (recipes, library use) may ask for another precision.
     acc = Accelerator(cpu=not torch.cuda.is_available())
+    if restart:  # every input is bound and loaded: a bad one has stopped the run before this deletes anything
+        if acc.is_main_process:
+            ckpt.discard_run(out)
+        acc.wait_for_everyone()
     resume = ckpt.latest_checkpoint(out)
     reward = "reward_head" in spec.needs
     load = load_reward_model if reward else load_causal_lm

@@ -26,6 +26,7 @@ VERSIONS = {
     2: ("66b33bd", ["train"]),
     3: ("4c0f018", ["train", "generate"]),
     4: ("3ff67ee", ["train", "generate", "judge"]),
+    5: ("fb207b3", ["train", "generate", "judge"]),
 }
 
 CONFIG = """
