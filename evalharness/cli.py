@@ -33,7 +33,9 @@ def user_errors():
     except Exception as e:
         if not isinstance(e, user_error_types()):
             raise
-        typer.echo(f"error: {e}", err=True)
+        from evalharness.textsafe import escape_controls
+
+        typer.echo(f"error: {escape_controls(e)}", err=True)  # messages quote names and file rows as given
         raise typer.Exit(2) from None
 
 
@@ -96,10 +98,12 @@ def train(
         cfg = build_train_config(config, flags, data=data, path=path, limit=limit, overrides=set_)
         import os
 
+        from evalharness.textsafe import escape_controls
+
         quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun/accelerate only rank 0 reports
         for line in train_command(cfg, str(store), restart=restart, progress=progress):
             if not quiet:
-                typer.echo(line)
+                typer.echo(escape_controls(line))
 
 
 @app.command()
@@ -128,6 +132,7 @@ def generate(
         from evalharness.generate import generate as run_generate
         from evalharness.generation.base import Sampling
         from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
 
         try:
             sampling = Sampling(temperature, top_p, max_new_tokens, seed)
@@ -138,7 +143,7 @@ def generate(
         cfg = GenerateConfig(list(checkpoint), prompts, path, limit, n=n, sampling=sampling, backend=backend,
                              reference=reference, max_prompt_length=max_prompt_length, batch_size=batch_size)
         for report in run_generate(cfg, Store(str(store)), progress=progress):
-            typer.echo(report.line())
+            typer.echo(escape_controls(report.line()))
 
 
 @app.command()
@@ -169,10 +174,12 @@ def runs(store: Path = STORE):
     """List training runs in the store."""
     with user_errors():
         from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
 
         for r in Store(str(store)).runs():
-            typer.echo(f"{r['run_id'][:12]}  {r['status']:<11} step {r['final_step'] or '-':>6}  {r['loss']:<16} "
-                       f"{r['base_model']:<14} {r['name']}")
+            shown = {k: escape_controls(r[k]) for k in ("status", "loss", "base_model", "name")}
+            typer.echo(f"{r['run_id'][:12]}  {shown['status']:<11} step {r['final_step'] or '-':>6}  "
+                       f"{shown['loss']:<16} {shown['base_model']:<14} {shown['name']}")
 
 
 # Commands in evalharness/commands/ register themselves on `app` (imported here, after `app` exists).

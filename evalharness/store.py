@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -188,18 +189,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
-    (
-        "checkpoint weight fingerprints",
-        """
-        ALTER TABLE checkpoints ADD COLUMN fingerprint VARCHAR
-        """,
-    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(RuntimeError):
-    """The store can't be opened or written (locked, read-only, full, from a newer version)."""
+    """The store can't be opened or written (locked, read-only, full, damaged, from a newer version)."""
 
 
 def now() -> datetime:
@@ -241,8 +236,12 @@ class Store:
             try:
                 con = duckdb.connect(self.path, read_only=read_only)
                 break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower():
+            except duckdb.Error as e:
+                if _damaged(e):
+                    raise self._damaged_error(e) from None
+                if not isinstance(e, duckdb.IOException):
+                    raise
+                if not _locked(e):
                     raise StoreError(f"{self.path}: {_first_line(e)}") from None
                 if time.monotonic() > deadline:
                     raise StoreError(f"{self.path}: the store is locked by another process; waited "
@@ -253,10 +252,21 @@ class Store:
                 migrate(con)
                 self._migrated = True
             yield con
-        except duckdb.IOException as e:
-            raise StoreError(f"{self.path}: {_first_line(e)}") from None
+        except duckdb.Error as e:
+            if _damaged(e):  # a damaged block is found when a query first reads it, not when the file is opened
+                raise self._damaged_error(e) from None
+            if isinstance(e, duckdb.IOException):
+                raise StoreError(f"{self.path}: {_first_line(e)}") from None
+            raise
         finally:
             con.close()
+
+    def _damaged_error(self, e: BaseException) -> StoreError:
+        # DuckDB checks a block when it reads it, before anything is written: the file is left for the user to save.
+        what = ("is not a DuckDB database (its header is damaged, or it is another kind of file)"
+                if "not a valid DuckDB" in str(e) else f"is damaged ({_first_line(e)})")
+        return StoreError(f"{self.path}: the store file {what}; it was left as it is. Restore it from a backup, or "
+                          "EXPORT DATABASE from a copy that still reads and IMPORT DATABASE into a new store (DuckDB)")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -327,17 +337,12 @@ class Store:
             return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     # --- checkpoints and metrics -----------------------------------------------------------------------------
-    def add_checkpoint(self, checkpoint_id: str, run_id: str, step: int, path: str, is_final: bool,
-                       fingerprint: str | None = None) -> None:
-        """``path`` is stored absolute, so any working directory finds it; ``fingerprint`` (of the weight files, see
-        ``evalharness.models.model_fingerprint``) lets readers check that the files there are still these weights.
-        Rows written before schema 6 hold the path as given (relative to where ``train`` ran) and no fingerprint."""
+    def add_checkpoint(self, checkpoint_id: str, run_id: str, step: int, path: str, is_final: bool) -> None:
         with self.transaction() as con:
             con.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id])
             con.execute(
-                "INSERT INTO checkpoints (checkpoint_id, run_id, step, path, is_final, created_at, fingerprint) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [checkpoint_id, run_id, step, str(Path(path).resolve()), is_final, now(), fingerprint],
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                [checkpoint_id, run_id, step, path, is_final, now()],
             )
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
@@ -409,6 +414,17 @@ def migrate(con) -> int:
             raise
         con.execute("COMMIT")
     return SCHEMA_VERSION
+
+
+def _damaged(e: BaseException) -> bool:
+    """DuckDB's words for a file whose bytes are not what it wrote: a block failing its checksum, a broken header."""
+    text = str(e)
+    return "Corrupt database file" in text or "not a valid DuckDB database file" in text
+
+
+def _locked(e: BaseException) -> bool:
+    # The message quotes the file's path: a store under "blocks/" must not read as locked.
+    return "lock" in re.sub(r'"[^"]*"', '""', str(e)).lower()
 
 
 def _first_line(e: BaseException) -> str:

@@ -3,6 +3,8 @@
 CSV and JSON carry every field with full precision (``fields``), so they round-trip; the terminal table, Markdown and
 HTML show the display ``columns`` and drop a column that is blank in every row. Markdown and HTML escape every text
 that came from the store (model labels, run names, judge ids), so a label such as ``<script>…`` is shown, never run.
+Every format but CSV writes control and bidi characters as visible escapes (``\\x1b``, ``\\u202e``; JSON as its own
+``\\u001b``); CSV keeps text as it is, except that a cell a spreadsheet would run as a formula starts with ``'``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from evalharness.textsafe import csv_cell, csv_value, escape_controls, escape_json
 
 FORMATS = ("table", "md", "csv", "json", "html")
 
@@ -96,7 +100,7 @@ def render_text(table: Table) -> str:
         return "  ".join(v.ljust(w) if c.align == "left" else v.rjust(w)
                          for v, w, c in zip(values, widths, cols)).rstrip()
 
-    out = [table.title, line([c.header for c in cols]), "  ".join("-" * w for w in widths)]
+    out = [_one_line(table.title), line([_one_line(c.header) for c in cols]), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in cells]
     out += _meta_lines(table)
     return "\n".join(out) + "\n"
@@ -114,19 +118,19 @@ def render_md(table: Table) -> str:
 
 
 def render_csv(table: Table) -> str:
-    """Every field of every row; numbers in Python's shortest round-trip form, None as an empty cell."""
+    """Every field of every row; numbers in Python's shortest round-trip form, None as an empty cell, text that a
+    spreadsheet would run as a formula quoted (``csv_cell``; ``read_csv`` undoes it)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(table.fields)
     for r in table.rows:
-        writer.writerow(["" if r.get(f) is None else r.get(f) for f in table.fields])
+        writer.writerow(["" if r.get(f) is None else csv_cell(r.get(f)) for f in table.fields])
     return buf.getvalue()
 
 
 def render_json(table: Table) -> str:
     rows = [{f: _json_value(r.get(f)) for f in table.fields} for r in table.rows]
-    return json.dumps({"title": table.title, "meta": table.meta, "notes": table.notes, "rows": rows},
-                      indent=2, ensure_ascii=False, default=str) + "\n"
+    return _json_dumps({"title": table.title, "meta": table.meta, "notes": table.notes, "rows": rows}) + "\n"
 
 
 def read_csv(textual: str, text_fields: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
@@ -134,6 +138,7 @@ def read_csv(textual: str, text_fields: frozenset[str] | set[str] = frozenset())
     booleans ("True"/"False") where they are ones."""
     rows = []
     for raw in csv.DictReader(io.StringIO(textual)):
+        raw = {k: csv_value(v) for k, v in raw.items()}
         rows.append({k: (v or None) if k in text_fields else _parse_cell(v) for k, v in raw.items()})
     return rows
 
@@ -143,18 +148,26 @@ def read_csv(textual: str, text_fields: frozenset[str] | set[str] = frozenset())
 
 def md_escape(s: str) -> str:
     """Text safe in a Markdown table cell: HTML-significant characters as entities, Markdown syntax backslashed,
-    newlines as spaces (a cell is one line)."""
+    newlines as spaces (a cell is one line), control and bidi characters as visible escapes."""
     s = _one_line(s)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return s.translate(str.maketrans({c: "\\" + c for c in "\\`*_[]|#"}))
 
 
 def html_escape(s: Any) -> str:
-    return html.escape("" if s is None else str(s), quote=True)
+    """Text safe in HTML, as an element's text or a quoted attribute; control and bidi characters as visible escapes
+    (an entity would still reorder the line)."""
+    return html.escape(escape_controls("" if s is None else s, keep=_WHITESPACE), quote=True)
 
 
-def _one_line(s: str) -> str:
-    return " ".join(str(s).split()) if ("\n" in str(s) or "\r" in str(s) or "\t" in str(s)) else str(s)
+_WHITESPACE = "\t\n\r"
+
+
+def _one_line(s: Any) -> str:
+    """``s`` for one line of a terminal or a table cell: line breaks and tabs as spaces, every other control or bidi
+    character as a visible escape."""
+    s = escape_controls(s, keep=_WHITESPACE)
+    return " ".join(s.split()) if ("\n" in s or "\r" in s or "\t" in s) else s
 
 
 def _meta_lines(table: Table) -> list[str]:
@@ -162,10 +175,14 @@ def _meta_lines(table: Table) -> list[str]:
     shown = {k: v for k, v in table.meta.items() if v not in (None, "", [], {}) and k != "notes"}
     if shown:
         out.append("")
-        out.append("  ".join(f"{k}: {_one_line(v)}" for k, v in shown.items()))
+        out.append("  ".join(f"{_one_line(k)}: {_one_line(v)}" for k, v in shown.items()))
     for n in table.notes:
         out.append(f"# {_one_line(n)}")
     return out
+
+
+def _json_dumps(obj: Any) -> str:
+    return escape_json(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 def _json_value(v: Any) -> Any:
@@ -192,5 +209,5 @@ def render_many(tables: list[Table], fmt: str) -> str:
     JSON object ``{"tables": [...]}``."""
     check_format(fmt, ("table", "md", "csv", "json"))
     if fmt == "json":
-        return json.dumps({"tables": [json.loads(render_json(t)) for t in tables]}, indent=2, ensure_ascii=False) + "\n"
+        return _json_dumps({"tables": [json.loads(render_json(t)) for t in tables]}) + "\n"
     return "\n".join(render(t, fmt) for t in tables)

@@ -47,6 +47,7 @@ def diagnose(
         from evalharness.diagnose import check_kind, run
         from evalharness.diagnose.common import DiagnoseConfig
         from evalharness.store import Store
+        from evalharness.textsafe import escape_lines
 
         check_kind(kind)
         losses = [x.strip() for x in loss.split(",") if x.strip()] if loss else None
@@ -55,4 +56,4 @@ def diagnose(
                              batch_size=batch_size)
         report = run(kind, cfg, Store(str(store)))
         for line in report.lines():
-            typer.echo(line)
+            typer.echo(escape_lines(line))  # the table is one block of lines

@@ -39,6 +39,7 @@ def evaluate(
         from evalharness.metrics_eval import EvalConfig
         from evalharness.metrics_eval import evaluate as run_eval
         from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
 
         _check_counts(bootstrap, seed)
         cfg = EvalConfig(list(checkpoint), DataConfig(name=data, path=path, split=split, limit=limit,
@@ -47,9 +48,9 @@ def evaluate(
                          bootstrap=bootstrap, seed=seed, metrics=metrics, reference=reference,
                          prompts=prompts, judge=judge, score_missing=score_missing)
         for report in run_eval(cfg, Store(str(store)), progress=progress):
-            typer.echo(report.line())
+            typer.echo(escape_controls(report.line()))
             for line in report.detail_lines():
-                typer.echo(line)
+                typer.echo(escape_controls(line))
 
 
 def _check_counts(bootstrap: int, seed: int) -> None:

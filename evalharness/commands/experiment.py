@@ -76,16 +76,20 @@ def doctor(
 def _run(exp, store: str, dry_run: bool, progress: bool) -> None:
     from evalharness.experiment import Runner
     from evalharness.store import Store
+    from evalharness.textsafe import escape_lines
 
-    runner = Runner(exp, Store(store), progress=progress, echo=typer.echo)
+    def echo(text: str) -> None:
+        typer.echo(escape_lines(text))
+
+    runner = Runner(exp, Store(store), progress=progress, echo=echo)
     if dry_run:
-        typer.echo(f"experiment {exp.name} ({exp.experiment_id[:12]}), store {store}:")
+        echo(f"experiment {exp.name} ({exp.experiment_id[:12]}), store {store}:")
         for step in runner.plan():
-            typer.echo(f"  {step.kind:<8} {step.name:<16} {'to do' if step.todo else 'done ':<6} {step.detail}")
+            echo(f"  {step.kind:<8} {step.name:<16} {'to do' if step.todo else 'done ':<6} {step.detail}")
         return
     runner.run()
     for line in runner.leaderboard():
-        typer.echo(line)
+        echo(line)
 
 
 def _overrides(items: list[str] | None) -> dict:

@@ -24,7 +24,8 @@ def alpaca_eval(
     with user_errors():
         from evalharness.importers import import_alpaca_eval
         from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
 
         report = import_alpaca_eval(directory, Store(str(store)), annotator)
         for line in report.lines():
-            typer.echo(line)
+            typer.echo(escape_controls(line))

@@ -35,6 +35,7 @@ def judge_command(
     """Judge every pair in both orders; both raw verdicts are stored. Re-running makes no new judge calls."""
     with user_errors():
         from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
         from judges.runner import JudgeConfig
         from judges.runner import judge as run_judge
 
@@ -44,8 +45,8 @@ def judge_command(
                           vs_reference, prompts, path, limit, samples, judge_options=options)
         report = run_judge(cfg, Store(str(store)), progress=progress)
         for note in report.notes:
-            typer.echo(note)
-        typer.echo(report.line())
+            typer.echo(escape_controls(note))
+        typer.echo(escape_controls(report.line()))
         if leaderboard:
             _print_leaderboard(str(store), report.judge, prompts, baseline)
 

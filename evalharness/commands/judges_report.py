@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -29,4 +30,9 @@ def report(
 
         check_format(fmt, ("table", "md", "csv", "json"))
         tables = judges_report(store, judge or None, reference, prompts)
-        typer.echo(render_many(tables, fmt), nl=False)
+        text = render_many(tables, fmt)
+        if fmt == "csv" and sys.stdout.isatty():
+            from evalharness.textsafe import escape_lines
+
+            text = escape_lines(text)  # CSV keeps text whole for files; a terminal would run its escape sequences
+        typer.echo(text, nl=False)

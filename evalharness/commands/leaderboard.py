@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,10 @@ def leaderboard(
         _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
+        if output is None and fmt == "csv" and sys.stdout.isatty():
+            from evalharness.textsafe import escape_lines
+
+            text = escape_lines(text)  # CSV keeps text whole for files; a terminal would run its escape sequences
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
