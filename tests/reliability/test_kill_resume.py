@@ -39,7 +39,7 @@ TRAIN_TABLES = ["runs", "checkpoints", "train_metrics", "reference_logps"]
 
 
 def _train_tables(store: Path) -> dict[str, list[tuple]]:
-    snap = snapshot(store, TRAIN_TABLES)
+    snap = snapshot(store, TRAIN_TABLES, root=store.parent)  # checkpoint paths are absolute
     # tokens/s is a wall-clock rate: only its presence is comparable
     snap["train_metrics"] = [(r, s, n, None if n == "tokens_per_s" else v) for r, s, n, v in snap["train_metrics"]]
     return snap
