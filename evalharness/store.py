@@ -189,6 +189,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "checkpoint weight fingerprints",
+        """
+        ALTER TABLE checkpoints ADD COLUMN fingerprint VARCHAR
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -337,12 +343,17 @@ class Store:
             return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     # --- checkpoints and metrics -----------------------------------------------------------------------------
-    def add_checkpoint(self, checkpoint_id: str, run_id: str, step: int, path: str, is_final: bool) -> None:
+    def add_checkpoint(self, checkpoint_id: str, run_id: str, step: int, path: str, is_final: bool,
+                       fingerprint: str | None = None) -> None:
+        """``path`` is stored absolute, so any working directory finds it; ``fingerprint`` (of the weight files, see
+        ``evalharness.models.model_fingerprint``) lets readers check that the files there are still these weights.
+        Rows written before schema 6 hold the path as given (relative to where ``train`` ran) and no fingerprint."""
         with self.transaction() as con:
             con.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id])
             con.execute(
-                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
-                [checkpoint_id, run_id, step, path, is_final, now()],
+                "INSERT INTO checkpoints (checkpoint_id, run_id, step, path, is_final, created_at, fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [checkpoint_id, run_id, step, str(Path(path).resolve()), is_final, now(), fingerprint],
             )
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
