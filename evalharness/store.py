@@ -12,199 +12,35 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = "evalharness.duckdb"
+from evalharness.migrations import MIGRATIONS, SCHEMA_VERSION
+from evalharness.store_rows import (
+    RECORDS,
+    DiagnosticRecord,
+    ExperimentRecord,
+    GenerationRecord,
+    JudgmentRecord,
+    MetricRecord,
+    PromptRecord,
+    ScoreRecord,
+    bulk_insert,
+    insert_statement,
+    now,
+    select_columns,
+    stamped,
+)
 
-# Forward-only: never edit a released migration, append a new one. Each runs once, in order, in a transaction.
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "runs, checkpoints, train_metrics",
-        """
-        CREATE TABLE runs (
-            run_id VARCHAR PRIMARY KEY,      -- content hash of the resolved training config
-            name VARCHAR,
-            loss VARCHAR,
-            params JSON,
-            base_model VARCHAR,
-            init_from VARCHAR,               -- a run id or a checkpoint path this run started from
-            data JSON,
-            config JSON,                     -- the resolved config, everything bound
-            code_version VARCHAR,
-            status VARCHAR,                  -- running | finished | failed
-            out_dir VARCHAR,
-            final_step INTEGER,
-            created_at TIMESTAMP,
-            updated_at TIMESTAMP
-        );
-        CREATE TABLE checkpoints (
-            checkpoint_id VARCHAR PRIMARY KEY,  -- hash(run_id, step)
-            run_id VARCHAR,
-            step INTEGER,
-            path VARCHAR,
-            is_final BOOLEAN,
-            created_at TIMESTAMP
-        );
-        CREATE TABLE train_metrics (
-            run_id VARCHAR,
-            step INTEGER,
-            name VARCHAR,
-            value DOUBLE,
-            PRIMARY KEY (run_id, step, name)
-        );
-        """,
-    ),
-    (
-        "reference log-prob cache",
-        """
-        CREATE TABLE reference_logps (
-            key VARCHAR PRIMARY KEY,   -- hash(reference fingerprint, prompt ids, response ids, temperature)
-            model VARCHAR,             -- the reference model's weight fingerprint
-            logp DOUBLE,               -- summed log-prob of the response tokens
-            n_tokens INTEGER
-        );
-        """,
-    ),
-    (
-        "prompts and generations",
-        """
-        CREATE TABLE prompts (
-            prompt_id VARCHAR PRIMARY KEY,   -- content hash of the set, source id and messages
-            prompt_set VARCHAR,
-            source_id VARCHAR,
-            messages JSON,
-            reference VARCHAR,
-            meta JSON
-        );
-        CREATE TABLE generations (
-            generation_id VARCHAR PRIMARY KEY,  -- hash(checkpoint, prompt, turn, sampling, backend, sample index)
-            checkpoint VARCHAR,                 -- checkpoint key: a run checkpoint id or model:<weights fingerprint>
-            label VARCHAR,                      -- how leaderboards name it (run name:step or model name)
-            checkpoint_path VARCHAR,
-            prompt_id VARCHAR,
-            turn INTEGER,                       -- 1-based: turn 2 of MT-Bench is conditioned on this sample's turn 1
-            sample_index INTEGER,
-            sampling JSON,
-            temperature DOUBLE,
-            backend VARCHAR,
-            prompt_text VARCHAR,
-            prompt_ids INTEGER[],               -- after the stated truncation (the prompt keeps its last tokens)
-            text VARCHAR,
-            token_ids INTEGER[],
-            n_tokens INTEGER,
-            finish_reason VARCHAR,
-            prompt_truncated BOOLEAN,
-            policy_logp DOUBLE,                 -- Σ log π(y_t|…) at the sampling temperature
-            token_logps DOUBLE[],
-            reference VARCHAR,                  -- the reference model's fingerprint key
-            reference_logp DOUBLE,              -- Σ log ref(y_t|…) at the same temperature (NULL until scored)
-            created_at TIMESTAMP
-        );
-        """,
-    ),
-    (
-        "judgments, scores, metrics, diagnostics",
-        """
-        CREATE TABLE judgments (
-            judgment_id VARCHAR PRIMARY KEY,    -- hash(cache_key, generation_first, generation_second)
-            cache_key VARCHAR,                  -- hash(judge id, version, template, prompt, the two texts, order)
-            judge VARCHAR,                      -- judge id (never holds a secret)
-            judge_version VARCHAR,
-            template VARCHAR,                   -- template name and content hash, '' for judges without one
-            prompt_id VARCHAR,
-            turn INTEGER,
-            sample_index INTEGER,
-            pair_id VARCHAR,                    -- hash(judge, template, prompt, turn, sample, model A, model B): both orders share it
-            model_a VARCHAR,                    -- checkpoint key of the pair's first model (the one being rated)
-            model_b VARCHAR,                    -- checkpoint key of the other (the baseline in --baseline mode)
-            swapped BOOLEAN,                    -- false: A was shown first, true: B was shown first
-            generation_first VARCHAR,
-            generation_second VARCHAR,
-            verdict VARCHAR,                    -- first | second | tie | unparsed | failed (positions as shown)
-            probability DOUBLE,                 -- P(the first shown is preferred) where the judge gives one
-            raw VARCHAR,
-            latency DOUBLE,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            cost DOUBLE,
-            error VARCHAR,
-            created_at TIMESTAMP
-        );
-        CREATE INDEX judgments_cache ON judgments (cache_key);
-        CREATE TABLE scores (
-            score_id VARCHAR PRIMARY KEY,       -- hash(judge id, version, template, prompt, text)
-            judge VARCHAR,
-            judge_version VARCHAR,
-            generation_id VARCHAR,
-            prompt_id VARCHAR,
-            score DOUBLE,
-            created_at TIMESTAMP
-        );
-        CREATE TABLE metrics (
-            metric_id VARCHAR PRIMARY KEY,      -- hash(checkpoint, dataset, metric, settings)
-            checkpoint VARCHAR,                 -- checkpoint key, as in generations
-            label VARCHAR,
-            dataset VARCHAR,                    -- dataset or prompt-set name plus a content hash of what was read
-            metric VARCHAR,
-            value DOUBLE,
-            n INTEGER,
-            se DOUBLE,
-            ci_low DOUBLE,
-            ci_high DOUBLE,
-            settings JSON,                      -- batch size, temperature, bootstrap resamples and seed…
-            code_version VARCHAR,
-            created_at TIMESTAMP
-        );
-        CREATE TABLE diagnostics (
-            diagnostic_id VARCHAR PRIMARY KEY,  -- hash(kind, checkpoint, dataset, settings, name)
-            kind VARCHAR,                       -- information-difference | gradient | monotonicity | density-ratio | beta-sensitivity
-            checkpoint VARCHAR,
-            dataset VARCHAR,
-            name VARCHAR,
-            value DOUBLE,
-            data JSON,                          -- arrays behind a figure (distributions, per-step values)
-            settings JSON,
-            code_version VARCHAR,
-            created_at TIMESTAMP
-        );
-        """,
-    ),
-    (
-        "experiments",
-        """
-        CREATE TABLE experiments (
-            experiment_id VARCHAR PRIMARY KEY,  -- content hash of the resolved experiment
-            name VARCHAR,
-            source VARCHAR,                     -- the TOML file it was read from
-            config JSON,                        -- the resolved experiment: every run's bound config, grids expanded
-            runs JSON,                          -- entry name to run id
-            code_version VARCHAR,
-            status VARCHAR,                     -- running | finished | failed
-            created_at TIMESTAMP,
-            updated_at TIMESTAMP
-        );
-        """,
-    ),
-    (
-        "checkpoint weight fingerprints",
-        """
-        ALTER TABLE checkpoints ADD COLUMN fingerprint VARCHAR
-        """,
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError", "bulk_insert", "code_version", "migrate", "now"]
+
+DEFAULT_PATH = "evalharness.duckdb"
 
 
 class StoreError(RuntimeError):
     """The store can't be opened or written (locked, read-only, full, damaged, from a newer version)."""
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _lock_timeout() -> float:
@@ -367,7 +203,7 @@ class Store:
         rows = [(run_id, int(s), n, float(v)) for s, n, v in rows]
         if rows:
             with self.transaction() as con:
-                bulk_insert(con, "INSERT OR REPLACE INTO train_metrics", rows)
+                bulk_insert(con, "INSERT OR REPLACE INTO train_metrics (run_id, step, name, value)", rows)
 
     def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
         with self.connect() as con:
@@ -390,17 +226,124 @@ class Store:
         rows = [(k, model, float(lp), int(n)) for k, lp, n in rows]
         if rows:
             with self.transaction() as con:
-                bulk_insert(con, "INSERT OR IGNORE INTO reference_logps", rows)
+                bulk_insert(con, "INSERT OR IGNORE INTO reference_logps (key, model, logp, n_tokens)", rows)
+
+    # --- typed rows: prompts, generations, judgments, scores, metrics, diagnostics, experiments ----------------
+    def insert_rows(self, *groups: Sequence[Any]) -> dict[str, int]:
+        """Each group (records of one table, see ``evalharness.store_rows``) in one transaction, a key the table
+        has already kept as it is; returns the rows each table gained."""
+        added: dict[str, int] = {}
+        groups = tuple(g for g in groups if g)
+        if groups:
+            with self.transaction() as con:
+                for rows in groups:
+                    added[_table(rows)] = added.get(_table(rows), 0) + _insert(con, rows)
+        return added
+
+    def insert_prompts(self, rows: Sequence[PromptRecord]) -> int:
+        return self.insert_rows(rows).get(PromptRecord.TABLE, 0)
+
+    def insert_generations(self, rows: Sequence[GenerationRecord]) -> int:
+        return self.insert_rows(rows).get(GenerationRecord.TABLE, 0)
+
+    def insert_judgments(self, rows: Sequence[JudgmentRecord], replace_failed: Sequence[str] = ()) -> int:
+        """One transaction: rows of ``replace_failed`` whose verdict is ``failed`` go, then ``rows`` are inserted.
+        Only a failed row is replaced: a verdict another process stored meanwhile keeps its tokens and cost."""
+        with self.transaction() as con:
+            if replace_failed:
+                con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
+                            [list(replace_failed)])
+            return _insert(con, rows) if rows else 0
+
+    def insert_scores(self, rows: Sequence[ScoreRecord]) -> int:
+        return self.insert_rows(rows).get(ScoreRecord.TABLE, 0)
+
+    def insert_metrics(self, rows: Sequence[MetricRecord]) -> int:
+        return self.insert_rows(rows).get(MetricRecord.TABLE, 0)
+
+    def insert_diagnostics(self, rows: Sequence[DiagnosticRecord]) -> int:
+        return self.insert_rows(rows).get(DiagnosticRecord.TABLE, 0)
+
+    def set_reference_logps(self, updates: Iterable[tuple[str, str, float]]) -> None:
+        """(generation_id, reference key, Σ log ref) for generations scored under the reference model."""
+        updates = list(updates)
+        if updates:
+            ids, refs, logps = (list(c) for c in zip(*updates))
+            with self.transaction() as con:
+                con.execute("UPDATE generations SET reference = u.ref, reference_logp = u.logp FROM (SELECT unnest($1) "
+                            "AS id, unnest($2) AS ref, unnest($3) AS logp) u WHERE generation_id = u.id",
+                            [ids, refs, [float(x) for x in logps]])
+
+    def upsert_experiment(self, row: ExperimentRecord) -> None:
+        """A new experiment is inserted; a known one gets its runs and status (its config and source stay)."""
+        t = now()
+        with self.transaction() as con:
+            if con.execute("SELECT 1 FROM experiments WHERE experiment_id = ?", [row.experiment_id]).fetchone():
+                con.execute("UPDATE experiments SET runs = ?, status = ?, updated_at = ? WHERE experiment_id = ?",
+                            [row.runs, row.status, t, row.experiment_id])
+            else:
+                _insert(con, [row._replace(created_at=row.created_at or t, updated_at=t)])
+
+    def stored_ids(self, record: type, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the record's table holds (its key column)."""
+        key = record._fields[0]
+        return {k for (k,) in self._select(f"SELECT {key} FROM {record.TABLE} JOIN (SELECT unnest(?) AS k) "
+                                           f"ON {key} = k", ids)}
+
+    def get_rows(self, record: type, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored rows of ``ids`` as ``record``s, by key; keys not stored are absent."""
+        key = record._fields[0]
+        rows = self._select(f"SELECT {select_columns(record)} FROM {record.TABLE} JOIN (SELECT unnest(?) AS k) "
+                            f"ON {key} = k", ids)
+        return {r[0]: record(*r) for r in rows}
+
+    def get_prompts(self, ids: Sequence[str]) -> dict[str, PromptRecord]:
+        return self.get_rows(PromptRecord, ids)
+
+    def get_generations(self, ids: Sequence[str]) -> dict[str, GenerationRecord]:
+        return self.get_rows(GenerationRecord, ids)
+
+    def get_judgments(self, ids: Sequence[str]) -> dict[str, JudgmentRecord]:
+        return self.get_rows(JudgmentRecord, ids)
+
+    def get_scores(self, keys: Sequence[str]) -> dict[str, float]:
+        """The pointwise scores stored under ``keys`` (``store_rows.score_key``): the one scores cache."""
+        return dict(self._select("SELECT score_id, score FROM scores JOIN (SELECT unnest(?) AS k) ON score_id = k",
+                                 keys))
+
+    def get_metrics(self, ids: Sequence[str]) -> dict[str, MetricRecord]:
+        return self.get_rows(MetricRecord, ids)
+
+    def get_diagnostics(self, kind: str, checkpoint: str, dataset: str) -> list[DiagnosticRecord]:
+        if not Path(self.path).exists():
+            return []
+        with self.connect() as con:
+            rows = con.execute(f"SELECT {select_columns(DiagnosticRecord)} FROM diagnostics WHERE kind = ? AND "
+                               "checkpoint = ? AND dataset = ? ORDER BY name", [kind, checkpoint, dataset]).fetchall()
+        return [DiagnosticRecord(*r) for r in rows]
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
+        found = self.get_rows(ExperimentRecord, [experiment_id])
+        return found.get(experiment_id)
+
+    def _select(self, sql: str, ids: Sequence[str]) -> list[tuple]:
+        """``sql`` with the list ``ids`` as its one parameter; nothing (and no store file made) when there is none."""
+        if not ids or not Path(self.path).exists():
+            return []
+        with self.connect() as con:
+            return con.execute(sql, [list(ids)]).fetchall()
 
 
-def bulk_insert(con, statement: str, rows: list[tuple]) -> None:
-    """``statement`` ("INSERT … INTO table") for many rows in one query: one list per column, unnested together.
+def _table(rows: Sequence[Any]) -> str:
+    record = type(rows[0])
+    if record not in RECORDS or any(type(r) is not record for r in rows):
+        raise TypeError(f"store rows must be records of one table (evalharness.store_rows), got {record.__name__}")
+    return record.TABLE
 
-    DuckDB's executemany runs one statement per row (about 2 ms each); this is one statement for all of them.
-    """
-    columns = list(zip(*rows))
-    select = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
-    con.execute(f"{statement} SELECT {select}", [list(c) for c in columns])
+
+def _insert(con, rows: Sequence[Any]) -> int:
+    _table(rows)
+    return bulk_insert(con, insert_statement(type(rows[0])), stamped(list(rows)))
 
 
 def migrate(con) -> int:
@@ -419,7 +362,7 @@ def migrate(con) -> int:
             # Statements are split on ";": keep semicolons out of migration comments.
             for statement in filter(None, (s.strip() for s in sql.split(";"))):
                 con.execute(statement)
-            con.execute("INSERT INTO _migrations VALUES (?, ?, ?)", [version, name, now()])
+            con.execute("INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)", [version, name, now()])
         except BaseException:
             con.execute("ROLLBACK")
             raise
