@@ -22,6 +22,7 @@ from evalharness.data.types import Message, Prompt
 from evalharness.generation.base import Request, Sampling
 from evalharness.hashing import content_hash
 from evalharness.store import Store, now
+from evalharness.store_rows import GenerationRecord, PromptRecord
 
 
 @dataclass
@@ -182,11 +183,10 @@ def generate(cfg: GenerateConfig, store: Store, progress: bool = True) -> list[R
 
 
 def _store_prompts(store: Store, set_name: str, prompts: list[Prompt]) -> None:
-    rows = [(p.id, set_name, str(p.meta.get("source_id", "")) if p.meta else "",
-             json.dumps([m._asdict() for m in p.messages]), p.reference, json.dumps(p.meta or {}, default=str))
-            for p in prompts]
-    with store.transaction() as con:
-        con.executemany("INSERT OR IGNORE INTO prompts VALUES (?, ?, ?, ?, ?, ?)", rows)
+    store.insert_prompts([
+        PromptRecord(p.id, set_name, str(p.meta.get("source_id", "")) if p.meta else "",
+                     json.dumps([m._asdict() for m in p.messages]), p.reference, json.dumps(p.meta or {}, default=str))
+        for p in prompts])
 
 
 def _keys(target, prompts, cfg, backend, turn):
@@ -194,18 +194,9 @@ def _keys(target, prompts, cfg, backend, turn):
             for p in prompts if turn == 1 or len(turns_of(p)) >= turn for i in range(cfg.n)}
 
 
-def _existing(store: Store, keys) -> set[str]:
-    if not keys:
-        return set()
-    with store.connect() as con:
-        return {k for (k,) in con.execute(
-            "SELECT generation_id FROM generations JOIN (SELECT unnest(?) AS k) ON generation_id = k",
-            [list(keys)]).fetchall()}
-
-
 def _missing(store, target, prompts, cfg, backend, turn):
     keys = _keys(target, prompts, cfg, backend, turn)
-    have = _existing(store, list(keys))
+    have = store.stored_ids(GenerationRecord, list(keys))
     return [(k, p, i) for k, (p, i) in keys.items() if k not in have]
 
 
@@ -244,14 +235,14 @@ def _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, rep
         samples = generator.generate(requests, cfg.sampling)
         rows = []
         for (key, prompt, index, text, ids, cut), s in zip(meta, samples):
-            rows.append([key, target.key, target.label, target.path, prompt.id, turn, index,
-                         json.dumps(dataclasses.asdict(cfg.sampling)), cfg.sampling.temperature, backend, text,
-                         list(ids), s.text, list(s.token_ids), len(s.token_ids), s.finish_reason, cut, s.logp,
-                         list(s.token_logps), None, None, now()])
+            rows.append(GenerationRecord(
+                key, target.key, target.label, target.path, prompt.id, turn, index,
+                json.dumps(dataclasses.asdict(cfg.sampling)), cfg.sampling.temperature, backend, text, list(ids),
+                s.text, list(s.token_ids), len(s.token_ids), s.finish_reason, cut, s.logp, list(s.token_logps),
+                created_at=now()))
             report.generated += 1
             report.truncated += int(cut)
-        with store.transaction() as con:
-            con.executemany(f"INSERT OR IGNORE INTO generations VALUES ({', '.join('?' * 22)})", rows)
+        store.insert_generations(rows)
         bar.update(len(part))
     bar.close()
 
@@ -288,10 +279,8 @@ def score_reference(store: Store, target: Target, cfg: GenerateConfig, progress:
             for temp, group in by_temp.items():
                 seqs = [Seq(tuple(r[1]), tuple(r[2])) for r in group]
                 lps = sequence_logps(model, seqs, pad, temperature=temp).summed.tolist()
-                updates += [(ref_key, lp, r[0]) for r, lp in zip(group, lps)]
-            with store.transaction() as con:
-                con.executemany("UPDATE generations SET reference = ?, reference_logp = ? WHERE generation_id = ?",
-                                updates)
+                updates += [(r[0], ref_key, lp) for r, lp in zip(group, lps)]
+            store.set_reference_logps(updates)
             done += len(part)
             bar.update(len(part))
     bar.close()

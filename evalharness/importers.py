@@ -28,7 +28,8 @@ from typing import Any
 from evalharness.data.prompts import make_prompt
 from evalharness.data.types import DataError
 from evalharness.hashing import content_hash
-from evalharness.store import Store, bulk_insert, now
+from evalharness.store import Store, now
+from evalharness.store_rows import GenerationRecord, JudgmentRecord, PromptRecord
 
 PROMPT_SET = "alpaca-eval"
 JUDGE_VERSION = "imported"
@@ -182,7 +183,7 @@ def _annotation(row: _Row, annotator: str, batch: _Batch, report: ImportReport) 
     raw = row.record.get("raw_completion")
     raw = raw if isinstance(raw, str) else json.dumps({"preference": row.record.get("preference")})
     judgment_id = content_hash(["judgment-row", cache_key, first, second])
-    batch.judgments[judgment_id] = (
+    batch.judgments[judgment_id] = JudgmentRecord(
         judgment_id, cache_key, judge, JUDGE_VERSION, "", pid, 1, 0, pair_id, a, b, True, first, second, verdict, probability, raw,
         row.number_field("time_per_example"), None, None, row.number_field("price_per_example"), None, now())
     batch.judged_models.add((gen_1, gen_2))
@@ -199,11 +200,11 @@ def _key(generator: str) -> str:
 class _Batch:
     """Everything one import writes, keyed by content id (a second sighting of the same content is the same row)."""
 
-    prompts: dict[str, tuple] = field(default_factory=dict)
+    prompts: dict[str, PromptRecord] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)  # prompt id -> messages JSON (as the prompts row holds)
-    generations: dict[str, tuple] = field(default_factory=dict)
+    generations: dict[str, GenerationRecord] = field(default_factory=dict)
     outputs_text: dict[tuple[str, str], str] = field(default_factory=dict)  # (generator, prompt id) -> generation id
-    judgments: dict[str, tuple] = field(default_factory=dict)
+    judgments: dict[str, JudgmentRecord] = field(default_factory=dict)
     judged_models: set[tuple[str, str]] = field(default_factory=set)
 
     def prompt(self, instruction: str, number: int | None, dataset: Any) -> str:
@@ -212,7 +213,7 @@ class _Batch:
         if p.id not in self.prompts:
             messages = json.dumps([m._asdict() for m in p.messages])
             self.messages[p.id] = messages
-            self.prompts[p.id] = (p.id, PROMPT_SET, str(number or ""), messages, None, json.dumps(p.meta, default=str))
+            self.prompts[p.id] = PromptRecord(p.id, PROMPT_SET, str(number or ""), messages, None, json.dumps(p.meta, default=str))
         return p.id
 
     def generation(self, generator: str, pid: str, text: str, index: int, source: str) -> str:
@@ -221,8 +222,9 @@ class _Batch:
         if index == 0:
             self.outputs_text.setdefault((generator, pid), gid)
         if gid not in self.generations:
-            self.generations[gid] = (gid, key, generator, None, pid, 1, index, json.dumps({"source": source}), None,
-                                     "import", None, None, text, None, None, None, None, None, None, None, None, now())
+            self.generations[gid] = GenerationRecord(
+                gid, key, generator, None, pid, 1, index, json.dumps({"source": source}), None, "import", None, None,
+                text, None, None, None, None, None, None, created_at=now())
         return gid
 
     def annotated_generation(self, generator: str, pid: str, text: str, report: ImportReport) -> str:
@@ -236,16 +238,7 @@ class _Batch:
 
 
 def _write(store: Store, batch: _Batch, report: ImportReport) -> None:
-    tables = {"prompts": ("prompt_id", batch.prompts), "generations": ("generation_id", batch.generations),
-              "judgments": ("judgment_id", batch.judgments)}
-    with store.transaction() as con:
-        for table, (column, rows) in tables.items():
-            ids = list(rows)
-            have = set()
-            if ids:
-                have = {k for (k,) in con.execute(
-                    f"SELECT {column} FROM {table} JOIN (SELECT unnest(?) AS k) ON {column} = k", [ids]).fetchall()}
-            new = [v for k, v in rows.items() if k not in have]
-            if new:
-                bulk_insert(con, f"INSERT INTO {table}", new)
-            report.total[table], report.new[table] = len(ids), len(new)
+    tables = {"prompts": batch.prompts, "generations": batch.generations, "judgments": batch.judgments}
+    added = store.insert_rows(*(list(rows.values()) for rows in tables.values()))
+    for table, rows in tables.items():
+        report.total[table], report.new[table] = len(rows), added.get(table, 0)

@@ -319,7 +319,7 @@ class Store:
             return []
         with self.connect() as con:
             rows = con.execute(f"SELECT {select_columns(DiagnosticRecord)} FROM diagnostics WHERE kind = ? AND "
-                               "checkpoint = ? AND dataset = ? ORDER BY name", [kind, checkpoint, dataset]).fetchall()
+                               "checkpoint = ? AND dataset = ?", [kind, checkpoint, dataset]).fetchall()
         return [DiagnosticRecord(*r) for r in rows]
 
     def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:

@@ -153,7 +153,7 @@ def select_columns(record: type) -> str:
 
 def stamped(rows: list[Any]) -> list[Any]:
     """Rows with ``created_at`` (and ``updated_at``) set where the writer left them None."""
-    if not rows or all(r.created_at is not None for r in rows):
+    if not rows or "created_at" not in rows[0]._fields or all(r.created_at is not None for r in rows):
         return rows
     t = now()
     stamp = {f: t for f in ("created_at", "updated_at") if f in rows[0]._fields}

@@ -20,7 +20,8 @@ from typing import Any
 
 from evalharness.config import ConfigError
 from evalharness.hashing import canonical, canonical_json, content_hash
-from evalharness.store import Store, bulk_insert, code_version, now
+from evalharness.store import Store, code_version, now
+from evalharness.store_rows import DiagnosticRecord
 from trainers.spec import bind_params, check
 
 
@@ -86,16 +87,10 @@ class Unit:
 
 def fetch_unit(store: Store, unit: Unit) -> dict[str, Row] | None:
     """The stored rows of ``unit`` by name, or None when it has not been computed."""
-    if not Path(store.path).exists():
-        return None
-    with store.connect() as con:
-        found = con.execute(
-            "SELECT name, value, data, settings FROM diagnostics WHERE kind = ? AND checkpoint = ? AND dataset = ?",
-            [unit.kind, unit.checkpoint, unit.dataset],
-        ).fetchall()
     want = canonical_json(unit.settings)
-    rows = {name: Row(name, value, json.loads(data) if data else {}) for name, value, data, settings in found
-            if canonical_json(json.loads(settings)) == want}
+    rows = {r.name: Row(r.name, r.value, json.loads(r.data) if r.data else {})
+            for r in store.get_diagnostics(unit.kind, unit.checkpoint, unit.dataset)
+            if canonical_json(json.loads(r.settings)) == want}
     return rows or None
 
 
@@ -105,10 +100,10 @@ def store_unit(store: Store, unit: Unit, rows: list[Row]) -> None:
         raise ValueError(f"{unit.kind}: duplicate row names")
     settings = json.dumps(canonical(unit.settings), sort_keys=True)
     version, created = code_version(), now()
-    values = [(unit.row_id(r.name), unit.kind, unit.checkpoint, unit.dataset, r.name, _finite(r.value),
-               json.dumps(jsonable(r.data), sort_keys=True, allow_nan=False), settings, version, created) for r in rows]
-    with store.transaction() as con:
-        bulk_insert(con, "INSERT OR IGNORE INTO diagnostics", values)
+    store.insert_diagnostics([
+        DiagnosticRecord(unit.row_id(r.name), unit.kind, unit.checkpoint, unit.dataset, r.name, _finite(r.value),
+                         json.dumps(jsonable(r.data), sort_keys=True, allow_nan=False), settings, version, created)
+        for r in rows])
 
 
 def cached(store: Store, unit: Unit, compute: Callable[[], list[Row]]) -> tuple[dict[str, Row], bool]:
