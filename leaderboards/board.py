@@ -4,14 +4,17 @@
 and returns a ``Leaderboard`` of flat, JSON-ready rows (``FIELDS``) that every renderer shows. Percentages are in
 0-100. Conventions (also written into ``meta["notes"]``):
 
-- A pair's verdict combines its stored orders (both agree -> that side, otherwise a tie; a single valid order decides
-  alone; unparsed/failed orders are left out and counted).
-- ``win_rate`` = mean per-pair outcome (wins + ties/2)/n under the tie policy; ``win_rate_se`` = sample SD (ddof 1) of
-  the per-pair outcomes over sqrt(n), AlpacaEval's standard error; the CI is a percentile bootstrap resampling
-  prompts.
+- A pair's verdict combines its stored orders by an order rule (``stats.apply_order_rule``; default ``agree``: both
+  agree -> that side, otherwise a tie; a single valid order decides alone; unparsed/failed orders are left out and
+  counted).
+- ``win_rate`` = mean per-pair outcome under the tie policy (the judge's own by default: ``average`` for imported
+  AlpacaEval annotators, else ``tie``); ``win_rate_se`` = sample SD (ddof 1) of the per-pair outcomes over sqrt(n),
+  AlpacaEval's standard error; the CI is a percentile bootstrap resampling prompts.
 - ``bt`` = Bradley-Terry rating on the Elo scale (400 * log10 strength + 1000), over every pair of the judge; the
-  baseline is anchored at exactly 1000, or with no baseline the mean over models is 1000.
-- ``lc_win_rate`` = length-controlled win rate (``stats.lc_win_rate``), lengths in characters.
+  baseline is anchored at exactly 1000, or with no baseline the mean over models is 1000. ``bt_flag`` marks a
+  perfect record (no finite rating) and a CI wider than ``BT_WIDE_CI`` points.
+- ``lc_win_rate`` = length-controlled win rate, AlpacaEval's ``length_controlled_v1`` (``lc``) by default or the
+  simpler ``tanh-length`` fit (``stats.lc_win_rate``); ``lc_note`` says why a rate is withheld. Lengths in characters.
 """
 
 from __future__ import annotations
@@ -23,19 +26,26 @@ from typing import Any
 
 import numpy as np
 
-from leaderboards import query, stats
+from leaderboards import lc, query, stats
 from leaderboards.query import METRIC_NAMES, LeaderboardError
 
 FIELDS = (
     ["rank", "model", "label", "baseline", "n", "wins", "ties", "losses", "win_pct", "tie_pct", "loss_pct",
-     "win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "lc_win_rate_se",
-     "bt", "bt_ci_low", "bt_ci_high", "length", "tokens", "samples"]
+     "win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "lc_win_rate_se", "lc_note",
+     "bt", "bt_ci_low", "bt_ci_high", "bt_flag", "length", "tokens", "samples"]
     + [f"{m}{s}" for m in METRIC_NAMES for s in ("", "_ci_low", "_ci_high", "_n")]
-    + ["run", "step", "loss", "beta", "params", "base_model", "code_version", "judge", "judge_version"]
+    + ["run", "step", "loss", "beta", "params", "base_model", "code_version", "judge", "judge_version",
+       "order_rule", "tie_policy", "lc_method"]
 )
 
 TEXT_FIELDS = frozenset({"model", "label", "run", "loss", "params", "base_model", "code_version", "judge",
-                         "judge_version"})
+                         "judge_version", "lc_note", "bt_flag", "order_rule", "tie_policy", "lc_method"})
+
+# A BT interval wider than this spans from a 10:1 underdog to a 10:1 favourite against the same opponent (400
+# points = 10:1 odds each way): the data do not place the model.
+BT_WIDE_CI = 800.0
+PERFECT = "perfect record"
+WIDE = "wide CI"
 
 
 @dataclass(frozen=True)
@@ -43,14 +53,24 @@ class LeaderboardConfig:
     judge: str | None = None  # JUDGE or JUDGE@VERSION; None: the only judge in the store
     baseline: str | None = None  # a checkpoint key, label or key prefix
     prompt_set: str | None = None
-    ties: str = "tie"
+    ties: str | None = None  # None: the judge's own policy (``evalharness.importers.native_ties``), else "tie"
     n_resamples: int = 1000  # bootstrap resamples of prompts
     seed: int = 0
     level: float = 0.95
+    order_rule: str = "agree"  # the rule boards used before rules were named, so stored numbers do not move
+    lc: str = "alpacaeval-v1"
+    instruction_difficulty: str | None = None  # a CSV of AlpacaEval's estimates (``lc.read_difficulty``)
 
     def __post_init__(self):
-        if self.ties not in stats.TIE_POLICIES:
+        if self.ties is not None and self.ties not in stats.TIE_POLICIES:
             raise LeaderboardError(f"--ties must be one of {', '.join(stats.TIE_POLICIES)}, got {self.ties!r}")
+        if self.order_rule not in stats.ORDER_RULES:
+            raise LeaderboardError(f"--order-rule must be one of {', '.join(stats.ORDER_RULES)}, "
+                                   f"got {self.order_rule!r}")
+        if self.lc not in lc.LC_METHODS:
+            raise LeaderboardError(f"--lc must be one of {', '.join(lc.LC_METHODS)}, got {self.lc!r}")
+        if self.instruction_difficulty is not None and self.lc != "alpacaeval-v1":
+            raise LeaderboardError("--instruction-difficulty is used only by --lc alpacaeval-v1")
         if self.n_resamples < 0:
             raise LeaderboardError(f"--bootstrap must be >= 0, got {self.n_resamples}")
         if not 0.0 < self.level < 1.0:
@@ -66,6 +86,7 @@ class Leaderboard:
 def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
     from evalharness.store import code_version
 
+    table = lc.read_difficulty(cfg.instruction_difficulty) if cfg.instruction_difficulty else None
     with query.read_store(store) as con:
         variants = query.judge_variants(con, cfg.prompt_set)
         if not variants and cfg.judge is None and cfg.prompt_set is None:  # nothing judged yet: metrics only
@@ -84,7 +105,14 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
         info = query.model_info(con, variant, cfg.prompt_set, pairs.models)
         metrics, _ = query.load_metrics(con, pairs.models)
         provenance = query.load_provenance(con, pairs.models)
-    return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version())
+        difficulty = None
+        if table is not None:
+            difficulty = lc.difficulty_for_prompts(table, *query.prompt_keys(con, pairs.prompt_ids))
+            if not np.isfinite(difficulty).any():
+                raise LeaderboardError(f"--instruction-difficulty {cfg.instruction_difficulty}: none of its "
+                                       f"{len(next(iter(table.values())))} rows matches one of the board's "
+                                       f"{pairs.n_prompts} prompts (by AlpacaEval position or instruction text)")
+    return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version(), difficulty=difficulty)
 
 
 def default_baseline(pairs: query.PairTable) -> int | None:
@@ -95,22 +123,48 @@ def default_baseline(pairs: query.PairTable) -> int | None:
     return None
 
 
+def tie_policy(cfg: LeaderboardConfig, variant: query.JudgeVariant) -> tuple[str, bool]:
+    """The tie policy and whether it is the judge's own (no ``--ties`` given and the judge declares one)."""
+    from evalharness.importers import native_ties
+
+    if cfg.ties is not None:
+        return cfg.ties, False
+    own = native_ties(variant.judge, variant.version)
+    return (own, True) if own else ("tie", False)
+
+
 def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                      metrics: dict[str, dict[str, query.MetricValue]], provenance: dict[str, query.Provenance],
-                     cfg: LeaderboardConfig, variant: query.JudgeVariant, version: str = "") -> Leaderboard:
-    """Compute the statistics over ``pairs`` and lay out one flat row per model, best first."""
+                     cfg: LeaderboardConfig, variant: query.JudgeVariant, version: str = "",
+                     difficulty: np.ndarray | None = None) -> Leaderboard:
+    """Compute the statistics over ``pairs`` and lay out one flat row per model, best first. ``difficulty`` (P,)
+    per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none)."""
     labels = {k: i.label for k, i in info.items()}
     if cfg.baseline is not None:
         baseline = pairs.models.index(query.resolve_model(cfg.baseline, pairs.models, labels))
     else:
         baseline = default_baseline(pairs)
-    s = stats.board_stats(pairs.a, pairs.b, pairs.prompt, pairs.verdict, pairs.p_a, pairs.len_a, pairs.len_b,
-                          len(pairs.models), pairs.n_prompts, baseline, cfg.ties, cfg.n_resamples, cfg.seed,
-                          cfg.level)
+    ties, own_ties = tie_policy(cfg, variant)
+    if pairs.n_valid is not None:
+        verdict, score, usable = stats.apply_order_rule(cfg.order_rule, pairs.n_valid, pairs.n_invalid, pairs.n_a,
+                                                        pairs.n_b, pairs.a_mean)
+    else:
+        verdict, score, usable = pairs.verdict, (pairs.verdict + 1.0) / 2.0, np.ones(len(pairs.a), dtype=bool)
+    a, b, prompt, p_a, len_a, len_b = (x[usable] for x in (pairs.a, pairs.b, pairs.prompt, pairs.p_a, pairs.len_a,
+                                                          pairs.len_b))
+    verdict, score = verdict[usable], score[usable]
+    s = stats.board_stats(a, b, prompt, verdict, p_a, len_a, len_b, len(pairs.models), pairs.n_prompts, baseline,
+                          ties, cfg.n_resamples, cfg.seed, cfg.level, score=score, with_lc=cfg.lc == "tanh-length")
+    lc_rate, lc_note, lc_how = s.lc, [None] * len(pairs.models), "tanh-length"
+    if cfg.lc == "alpacaeval-v1":
+        y, keep = stats.pair_outcomes(verdict, p_a, ties, score)
+        lc_rate, lc_note, lc_how = _alpacaeval_lc(pairs, labels, baseline, a, b, prompt, y, keep, len_a, len_b,
+                                                  s.win_rate, difficulty)
     rows = []
     for i, key in enumerate(pairs.models):
         row = _base_row(key, info[key], metrics.get(key, {}), provenance.get(key))
-        row.update(baseline=i == baseline, judge=variant.judge, judge_version=variant.version)
+        row.update(baseline=i == baseline, judge=variant.judge, judge_version=variant.version,
+                   order_rule=cfg.order_rule, tie_policy=ties, lc_method=cfg.lc)
         if i != baseline:
             total = int(s.wins[i] + s.ties[i] + s.losses[i])
             row.update(n=int(s.n[i]), wins=int(s.wins[i]), ties=int(s.ties[i]), losses=int(s.losses[i]))
@@ -118,21 +172,61 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                 row.update(win_pct=100.0 * int(s.wins[i]) / total, tie_pct=100.0 * int(s.ties[i]) / total,
                            loss_pct=100.0 * int(s.losses[i]) / total)
             row.update(win_rate=_pct(s.win_rate[i]), win_rate_se=_pct(s.se[i]), win_rate_ci_low=_pct(s.ci_low[i]),
-                       win_rate_ci_high=_pct(s.ci_high[i]), lc_win_rate=_pct(s.lc[i]), lc_win_rate_se=_pct(s.lc_se[i]))
-        row.update(bt=_num(s.bt[i]), bt_ci_low=_num(s.bt_low[i]), bt_ci_high=_num(s.bt_high[i]))
+                       win_rate_ci_high=_pct(s.ci_high[i]), lc_win_rate=_pct(lc_rate[i]),
+                       lc_win_rate_se=_pct(s.lc_se[i]), lc_note=lc_note[i])
+        row.update(bt=_num(s.bt[i]), bt_ci_low=_num(s.bt_low[i]), bt_ci_high=_num(s.bt_high[i]),
+                   bt_flag=_bt_flag(bool(s.bt_perfect[i]), s.bt_low[i], s.bt_high[i]))
         rows.append(row)
     rows = _ranked(rows)
     meta = {
         "judge": variant.judge, "judge_version": variant.version, "template": variant.template,
         "baseline": pairs.models[baseline] if baseline is not None else None,
         "baseline_label": labels.get(pairs.models[baseline]) if baseline is not None else None,
-        "prompt_set": cfg.prompt_set, "ties": cfg.ties, "bootstrap": cfg.n_resamples, "seed": cfg.seed,
-        "level": cfg.level, "pairs": int(len(pairs.a)), "prompts": pairs.n_prompts, "orders": pairs.orders,
-        "invalid_orders": pairs.invalid_orders, "unusable_pairs": pairs.unusable_pairs,
+        "prompt_set": cfg.prompt_set, "order_rule": cfg.order_rule, "ties": ties, "lc_method": cfg.lc,
+        "bootstrap": cfg.n_resamples, "seed": cfg.seed, "level": cfg.level, "pairs": int(usable.sum()),
+        "prompts": pairs.n_prompts, "orders": pairs.orders, "invalid_orders": pairs.invalid_orders,
+        "unusable_pairs": pairs.unusable_pairs, "dropped_pairs": int((~usable).sum()),
         "single_order_pairs": pairs.single_order_pairs, "code_version": version,
-        "notes": _notes(cfg, baseline is not None),
+        "notes": _notes(cfg, baseline is not None, ties, own_ties, int((~usable).sum()), lc_how, rows),
     }
     return Leaderboard(rows, meta)
+
+
+def _alpacaeval_lc(pairs: query.PairTable, labels: dict[str, str], baseline: int | None, a, b, prompt, y, keep,
+                   len_a, len_b, raw, difficulty) -> tuple[np.ndarray, list, str]:
+    """AlpacaEval's LC against the baseline (``lc.length_controlled_v1``): rates, reasons, and how it was fitted."""
+    m = len(pairs.models)
+    if baseline is None:
+        return np.full(m, np.nan), [lc.NO_BASELINE] * m, "no baseline: not fitted"
+    side_a, side_b = (b == baseline) & (a != baseline) & keep, (a == baseline) & (b != baseline) & keep
+    model = np.concatenate([a[side_a], b[side_b]])
+    ey = np.concatenate([y[side_a], 1.0 - y[side_b]])
+    eprompt = np.concatenate([prompt[side_a], prompt[side_b]])
+    own_len = np.concatenate([len_a[side_a], len_b[side_b]])
+    base_len = np.concatenate([len_b[side_a], len_a[side_b]])
+    if difficulty is not None:
+        known = int(np.isfinite(difficulty).sum())
+        source = f"from the file ({known} of {len(difficulty)} prompts)"
+    else:
+        joint, n_models = lc.difficulty_from_outcomes(model, eprompt, ey, pairs.n_prompts)
+        difficulty = joint if n_models >= lc.MIN_DIFFICULTY_MODELS else None
+        source = (f"fitted from the {n_models} rated models' outcomes" if difficulty is not None else
+                  f"none: {n_models} rated model(s), a joint fit needs {lc.MIN_DIFFICULTY_MODELS}, and no "
+                  "--instruction-difficulty file")
+    base = labels.get(pairs.models[baseline], pairs.models[baseline])
+    gamed = [i for i, k in enumerate(pairs.models) if labels.get(k) in (f"{base}_verbose", f"{base}_concise")]
+    result = lc.length_controlled_v1(model, eprompt, ey, own_len, base_len, difficulty, m, raw, gamed)
+    reg = (f"regularised toward the baseline with lambda = {lc.LAMBDA} by the gamed baselines "
+           + ", ".join(labels.get(pairs.models[g], pairs.models[g]) for g in result.gamed) if result.gamed else
+           f"not regularised toward the baseline (no {base}_verbose / {base}_concise in the store)")
+    return result.rate, result.note, f"difficulty {source}; {reg}"
+
+
+def _bt_flag(perfect: bool, low: float, high: float) -> str | None:
+    flags = [PERFECT] if perfect else []
+    if np.isfinite(low) and np.isfinite(high) and high - low > BT_WIDE_CI:
+        flags.append(WIDE)
+    return "; ".join(flags) or None
 
 
 def metrics_only(keys: list[str], info: dict[str, query.ModelInfo], metrics, provenance, version: str) -> Leaderboard:
@@ -168,18 +262,75 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _notes(cfg: LeaderboardConfig, has_baseline: bool) -> list[str]:
+ORDER_NOTES = {
+    "agree": "verdict per pair (order rule agree): both orders agree -> that side wins; they disagree or either says "
+             "tie -> tie; a single valid order decides alone; unparsed/failed orders are left out",
+    "fastchat": "verdict per pair (order rule fastchat, FastChat's): both orders agree -> that side wins; they "
+                "disagree or either says tie -> tie; a pair with an unparsed/failed order is dropped",
+    "alpacaeval": "outcome per pair (order rule alpacaeval, AlpacaEval's): the mean of its valid orders' "
+                  "preferences (1 / 0.5 / 0 each); its verdict the side that mean leans to; unparsed/failed orders "
+                  "are left out",
+}
+
+
+def _win_rate_formula(ties: str, rule: str) -> str:
+    mean = "the mean of the per-pair outcomes" if rule == "alpacaeval" else None
+    if ties == "tie":
+        return f"win rate = {mean} (a tied pair 0.5)" if mean else "win rate = (wins + ties/2)/n"
+    if ties == "exclude":
+        return (f"win rate = {mean} over the pairs that are not tied; tied pairs are left out of n" if mean else
+                "win rate = wins/(wins + losses); tied pairs are left out of n")
+    return ("win rate = mean over pairs of P(model preferred): the judge's probability, averaged over the pair's "
+            "orders, where it gives one (AlpacaEval: preference - 1), else the pair's hard outcome (win 1, tie 0.5, "
+            "loss 0)")
+
+
+def _notes(cfg: LeaderboardConfig, has_baseline: bool, ties: str, own_ties: bool, dropped: int, lc_how: str,
+           rows: list[dict[str, Any]]) -> list[str]:
     pct = int(round(cfg.level * 100))
-    return [
-        "verdict per pair: both orders agree -> that side wins; they disagree or either says tie -> tie; "
-        "a single valid order decides alone; unparsed/failed orders are left out",
-        f"ties: {cfg.ties}; win rate = (wins + ties/2)/n; SE = sample SD of per-pair outcomes / sqrt(n); "
+    order = ORDER_NOTES[cfg.order_rule] + (f" ({dropped} pairs)" if cfg.order_rule == "fastchat" else "")
+    policy = f"ties: {ties}" + (" (the judge's own policy)" if own_ties else "")
+    notes = [
+        order,
+        f"{policy}; {_win_rate_formula(ties, cfg.order_rule)}; SE = sample SD of per-pair outcomes / sqrt(n); "
         f"{pct}% CI = percentile bootstrap over prompts ({cfg.n_resamples} resamples, seed {cfg.seed})",
         "BT = Bradley-Terry MLE over all pairs, Elo scale 400*log10 + 1000, "
         + ("the baseline fixed at 1000" if has_baseline else "the mean over models fixed at 1000"),
-        "LC = length-controlled win rate: logistic fit on tanh(normalised length difference), "
-        "predicted at equal length; length in characters",
     ]
+    if cfg.lc == "alpacaeval-v1":
+        notes.append(
+            "LC (alpacaeval-v1) = AlpacaEval's length_controlled_v1: logistic fit of the model's outcomes on "
+            "tanh(length difference / its SD) + instruction difficulty + a model term, no intercept, L1 penalty "
+            f"chosen by {lc.N_SPLITS}-fold CV; LC = mean over the model's instructions of the prediction at zero "
+            f"length difference; no SE; length in characters; {lc_how}")
+        reasons = sorted({r["lc_note"] for r in rows if r.get("lc_note")})
+        if reasons:
+            notes.append("LC withheld where: " + "; ".join(_LC_REASONS[r] for r in reasons))
+    else:
+        notes.append("LC (tanh-length, not AlpacaEval's) = per-model logistic fit on tanh(normalised length "
+                     "difference), no instruction term, no regularisation, predicted at equal length; "
+                     "length in characters")
+    flags = {f for r in rows for f in (r.get("bt_flag") or "").split("; ") if f}
+    if PERFECT in flags:
+        notes.append(f"BT {PERFECT}: the model won (or lost) every game it played, so its rating has no finite "
+                     "maximum-likelihood value; the number shown is set by the fit's weak prior, not by the data")
+    if WIDE in flags:
+        notes.append(f"BT {WIDE}: the {pct}% CI spans more than {BT_WIDE_CI:.0f} points (10:1 odds each way): "
+                     "too few games to place the model")
+    return notes
+
+
+_LC_REASONS = {
+    lc.NO_BASELINE: f"'{lc.NO_BASELINE}': AlpacaEval's LC is defined against one baseline (give --baseline)",
+    lc.NO_DIFFICULTY: f"'{lc.NO_DIFFICULTY}': no instruction difficulty for its prompts (give "
+                      f"--instruction-difficulty, or judge at least {lc.MIN_DIFFICULTY_MODELS} models against the "
+                      "baseline)",
+    lc.TOO_FEW: f"'{lc.TOO_FEW}': fewer than {lc.MIN_PAIRS} pairs with lengths and a difficulty",
+    lc.ONE_SIDED_LENGTHS: f"'{lc.ONE_SIDED_LENGTHS}': at least {lc.ONE_SIDED:.0%} of its answers are longer (or "
+                          "shorter) than the baseline's and no gamed baseline anchors the length weight",
+    lc.FAR_FROM_RAW: f"'{lc.FAR_FROM_RAW}' (shown): the LC moved further from the raw rate than AlpacaEval's "
+                     "check allows (the GLM may have failed)",
+}
 
 
 def _pct(x: float) -> float | None:
@@ -211,6 +362,15 @@ def leaderboard_table(board: Leaderboard):
         lo, hi = r["win_rate_ci_low"], r["win_rate_ci_high"]
         return f"[{num(lo, 1)}, {num(hi, 1)}]" if lo is not None and hi is not None else ""
 
+    def lc_cell(r):
+        if r["lc_win_rate"] is None:
+            return f"n/a: {r['lc_note']}" if r.get("lc_note") else ""
+        return num(r["lc_win_rate"]) + (f" ({r['lc_note']})" if r.get("lc_note") else "")
+
+    def bt_cell(r):
+        cell = with_ci(num(r["bt"], 0), num(r["bt_ci_low"], 0), num(r["bt_ci_high"], 0))
+        return cell + (f" ({r['bt_flag']})" if cell and r.get("bt_flag") else "")
+
     def metric(name):
         return lambda r: with_ci(sig(r[name]), sig(r[f"{name}_ci_low"]), sig(r[f"{name}_ci_high"]))
 
@@ -224,8 +384,8 @@ def leaderboard_table(board: Leaderboard):
         Column("W/T/L %", wtl, "win_pct"),
         Column("win rate", win_rate, "win_rate"),
         Column(f"{level}% CI", ci, "win_rate_ci_low"),
-        Column("LC win rate", lambda r: num(r["lc_win_rate"]), "lc_win_rate"),
-        Column("BT", lambda r: with_ci(num(r["bt"], 0), num(r["bt_ci_low"], 0), num(r["bt_ci_high"], 0)), "bt"),
+        Column("LC win rate", lc_cell, "lc_win_rate"),
+        Column("BT", bt_cell, "bt"),
         Column("length", lambda r: num(r["length"], 0), "length"),
         Column("tokens", lambda r: num(r["tokens"], 1), "tokens"),
         *[Column(name, metric(name), name) for name in METRIC_NAMES],

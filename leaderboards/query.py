@@ -124,7 +124,7 @@ COMBINED_PAIRS = """
                any_value(model_b) AS model_b, any_value(gen_a) AS gen_a, any_value(gen_b) AS gen_b,
                count(a_score) AS n_valid, count(*) - count(a_score) AS n_invalid,
                count(*) FILTER (WHERE a_score = 1.0) AS n_a, count(*) FILTER (WHERE a_score = 0.0) AS n_b,
-               avg(CASE WHEN a_score IS NOT NULL THEN coalesce(p_a, a_score) END) AS p_a
+               avg(CASE WHEN a_score IS NOT NULL THEN coalesce(p_a, a_score) END) AS p_a, avg(a_score) AS a_mean
         FROM o GROUP BY pair_id
     )
     SELECT *, CASE WHEN n_valid = 0 THEN NULL WHEN n_a = n_valid THEN 1 WHEN n_b = n_valid THEN -1 ELSE 0 END
@@ -141,7 +141,9 @@ class PairTable:
     ``0..n_prompts-1``; ``verdict`` (n,) +1/0/-1 from A's side; ``p_a`` (n,) mean P(A preferred) (NaN: none);
     ``len_a``, ``len_b`` (n,) response lengths in characters (NaN when the generation row is missing).
     ``invalid_orders`` counts unparsed/failed orders left out, ``unusable_pairs`` pairs with no valid order (dropped),
-    ``single_order_pairs`` pairs decided by one order."""
+    ``single_order_pairs`` pairs decided by one order. Per pair, for the order rules (``stats.apply_order_rule``):
+    ``n_valid``, ``n_invalid``, ``n_a``, ``n_b`` (orders valid, unparsed/failed, for A, for B) and ``a_mean`` the
+    mean valid order score; ``verdict`` is the default ``agree`` rule's."""
 
     models: list[str]
     n_prompts: int
@@ -157,6 +159,11 @@ class PairTable:
     unusable_pairs: int = 0
     single_order_pairs: int = 0
     prompt_ids: list[str] = field(default_factory=list)  # index -> prompt id
+    n_valid: np.ndarray | None = None
+    n_invalid: np.ndarray | None = None
+    n_a: np.ndarray | None = None
+    n_b: np.ndarray | None = None
+    a_mean: np.ndarray | None = None
 
 
 def combined_pairs_sql(variant: JudgeVariant, prompt_set: str | None) -> tuple[str, list[Any]]:
@@ -180,7 +187,8 @@ def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None) -> Pai
                FROM (SELECT DISTINCT prompt_id FROM lb_pairs WHERE n_valid > 0)),
         used AS (SELECT gen_a AS g FROM lb_pairs UNION SELECT gen_b FROM lb_pairs),
         glen AS (SELECT generation_id, length(text) AS len FROM generations JOIN used ON g = generation_id)
-        SELECT ma.i AS a, mb.i AS b, pr.i AS prompt, x.verdict, x.p_a, ga.len AS len_a, gb.len AS len_b
+        SELECT ma.i AS a, mb.i AS b, pr.i AS prompt, x.verdict, x.p_a, ga.len AS len_a, gb.len AS len_b,
+               x.n_valid, x.n_invalid, x.n_a, x.n_b, x.a_mean
         FROM lb_pairs x JOIN m ma ON ma.key = x.model_a JOIN m mb ON mb.key = x.model_b
         JOIN pr USING (prompt_id)
         LEFT JOIN glen ga ON ga.generation_id = x.gen_a LEFT JOIN glen gb ON gb.generation_id = x.gen_b
@@ -190,10 +198,21 @@ def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None) -> Pai
         "SELECT DISTINCT prompt_id FROM lb_pairs WHERE n_valid > 0 ORDER BY 1").fetchall()]
     con.execute("DROP TABLE lb_pairs")
     as_float = lambda k: np.ma.filled(np.ma.asarray(data[k]).astype(np.float64), np.nan)  # noqa: E731
-    return PairTable(models, len(prompt_ids), np.asarray(data["a"], dtype=np.int64),
-                     np.asarray(data["b"], dtype=np.int64), np.asarray(data["prompt"], dtype=np.int64),
+    as_int = lambda k: np.asarray(data[k], dtype=np.int64)  # noqa: E731
+    return PairTable(models, len(prompt_ids), as_int("a"), as_int("b"), as_int("prompt"),
                      np.asarray(data["verdict"], dtype=np.int8), as_float("p_a"), as_float("len_a"),
-                     as_float("len_b"), int(orders), int(invalid), int(unusable), int(single), prompt_ids)
+                     as_float("len_b"), int(orders), int(invalid), int(unusable), int(single), prompt_ids,
+                     as_int("n_valid"), as_int("n_invalid"), as_int("n_a"), as_int("n_b"), as_float("a_mean"))
+
+
+def prompt_keys(con, prompt_ids: list[str]) -> tuple[list[str | None], list[str | None]]:
+    """Per prompt id: its source id (AlpacaEval's 1-based position for the alpaca-eval set) and its first user
+    message, the two keys an instruction-difficulty file may use (``leaderboards.lc``)."""
+    rows = dict((pid, (sid, text)) for pid, sid, text in con.execute(
+        "SELECT p.prompt_id, p.source_id, p.messages->>'$[0].content' FROM prompts p "
+        "JOIN (SELECT unnest(?) AS k) w ON w.k = p.prompt_id", [prompt_ids]).fetchall())
+    found = [rows.get(pid, (None, None)) for pid in prompt_ids]
+    return [f[0] for f in found], [f[1] for f in found]
 
 
 # ------------------------------------------------------------------------------------------- beside the pairs

@@ -30,29 +30,74 @@ RESAMPLE_CHUNK = 64  # resamples drawn per generator call: bounds memory at RESA
 # ------------------------------------------------------------------------------------------------ combining orders
 
 
+ORDER_RULES = ("agree", "fastchat", "alpacaeval")
+
+
 @dataclass(frozen=True)
 class CombinedPairs:
-    """Per pair (``m`` pairs): ``verdict`` (m,) int8 in {+1, 0, -1} (0 also for pairs with no valid order, see
-    ``n_valid``), ``p_a`` (m,) mean P(A preferred) over the valid orders (NaN when none), ``n_valid`` and
-    ``n_invalid`` (m,) the orders used and the unparsed/failed orders left out."""
+    """Per pair (``m`` pairs): ``verdict`` (m,) int8 in {+1, 0, -1} (0 also for pairs with no valid order or that the
+    rule drops, see ``usable``), ``score`` (m,) A's combined hard outcome in [0, 1] (NaN where unusable), ``p_a`` (m,)
+    mean P(A preferred) over the valid orders (NaN when none), ``n_valid`` and ``n_invalid`` (m,) the orders used
+    and the unparsed/failed orders left out, ``usable`` (m,) whether the rule keeps the pair."""
 
     verdict: np.ndarray
     p_a: np.ndarray
     n_valid: np.ndarray
     n_invalid: np.ndarray
+    score: np.ndarray | None = None
+    usable: np.ndarray | None = None
+
+
+def apply_order_rule(rule: str, n_valid: np.ndarray, n_invalid: np.ndarray, n_a: np.ndarray, n_b: np.ndarray,
+                     a_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pair's verdict from its orders' counts, by an order rule; returns ``verdict`` (m,) int8 in {+1, 0, -1},
+    ``score`` (m,) A's combined outcome in [0, 1] and ``usable`` (m,) bool.
+
+    Inputs per pair (m,): ``n_valid`` orders with a verdict, ``n_invalid`` unparsed/failed orders, ``n_a`` / ``n_b``
+    orders that preferred A / B, ``a_mean`` the mean of the valid orders' scores (1 / 0.5 / 0).
+
+    ``agree`` (the default): all valid orders prefer A -> +1, all prefer B -> -1, they disagree or one says tie -> 0;
+    unparsed/failed orders are left out, so a single valid order decides alone. ``fastchat`` (FastChat's MT-Bench
+    pairwise rule): the same, but a pair with an unparsed/failed order is dropped. ``alpacaeval``: the pair's outcome
+    is the mean of its orders' preferences (A, tie -> 0.75), its verdict the side that mean leans to.
+    Under ``agree`` and ``fastchat`` the score is the verdict's (1 / 0.5 / 0).
+
+    >>> v, s, u = apply_order_rule("fastchat", np.array([2, 1, 2]), np.array([0, 1, 0]), np.array([2, 1, 1]),
+    ...                            np.array([0, 0, 0]), np.array([1.0, 1.0, 0.75]))
+    >>> v.tolist(), s.tolist(), u.tolist()
+    ([1, 0, 0], [1.0, nan, 0.5], [True, False, True])
+    >>> apply_order_rule("alpacaeval", np.array([2]), np.array([0]), np.array([1]), np.array([0]),
+    ...                  np.array([0.75]))[:2]
+    (array([1], dtype=int8), array([0.75]))
+    """
+    if rule not in ORDER_RULES:
+        raise ValueError(f"order rule {rule!r} is not one of {', '.join(ORDER_RULES)}")
+    n_valid, n_invalid = np.asarray(n_valid, dtype=np.int64), np.asarray(n_invalid, dtype=np.int64)
+    a_mean = np.asarray(a_mean, dtype=np.float64)
+    usable = n_valid > 0
+    if rule == "fastchat":
+        usable &= n_invalid == 0
+    verdict = np.zeros(n_valid.shape, dtype=np.int8)
+    if rule == "alpacaeval":
+        verdict[usable & (a_mean > 0.5)] = 1
+        verdict[usable & (a_mean < 0.5)] = -1
+        score = np.where(usable, a_mean, np.nan)
+    else:
+        verdict[usable & (np.asarray(n_a) == n_valid)] = 1
+        verdict[usable & (np.asarray(n_b) == n_valid)] = -1
+        score = np.where(usable, (verdict + 1.0) / 2.0, np.nan)
+    return verdict, score, usable
 
 
 def combine_orders(pair: np.ndarray, a_score: np.ndarray, p_a: np.ndarray | None = None,
-                   n_pairs: int | None = None) -> CombinedPairs:
-    """Combine each pair's stored orders into one verdict (LOSSES.md "Pairwise judging").
+                   n_pairs: int | None = None, rule: str = "agree") -> CombinedPairs:
+    """Combine each pair's stored orders into one verdict by an order rule (``apply_order_rule``; LOSSES.md
+    "Pairwise judging").
 
     ``pair`` (n,) int: the pair each order belongs to, in ``0..n_pairs-1``. ``a_score`` (n,) float: 1 / 0.5 / 0 for
     A preferred / tie / B preferred in that order, NaN for an unparsed or failed order (left out and counted).
     ``p_a`` (n,) float: P(A preferred) from the judge's probability for that order (already flipped when B was shown
     first), NaN where the judge gives none; the hard ``a_score`` stands in for a missing one.
-
-    Rule: all valid orders prefer A -> +1; all prefer B -> -1; they disagree or any says tie -> 0. A pair with a
-    single valid order (an imported single-order annotation, or one order unparsed) takes that order's verdict.
 
     >>> c = combine_orders(np.array([0, 0, 1, 1, 2, 2, 3]), np.array([1, 1, 1, 0, 1, np.nan, 0.5]))
     >>> c.verdict.tolist(), c.n_valid.tolist(), c.n_invalid.tolist()
@@ -66,22 +111,24 @@ def combine_orders(pair: np.ndarray, a_score: np.ndarray, p_a: np.ndarray | None
     n_invalid = np.bincount(pair, weights=~valid, minlength=m).astype(np.int64)
     n_a = np.bincount(pair, weights=valid & (a_score == 1.0), minlength=m)
     n_b = np.bincount(pair, weights=valid & (a_score == 0.0), minlength=m)
-    verdict = np.zeros(m, dtype=np.int8)
-    verdict[(n_valid > 0) & (n_a == n_valid)] = 1
-    verdict[(n_valid > 0) & (n_b == n_valid)] = -1
+    score_sum = np.bincount(pair, weights=np.where(valid, a_score, 0.0), minlength=m)
     prob = a_score if p_a is None else np.where(np.isnan(p_a), a_score, p_a)
     prob_sum = np.bincount(pair, weights=np.where(valid, prob, 0.0), minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.where(n_valid > 0, prob_sum / np.maximum(n_valid, 1), np.nan)
-    return CombinedPairs(verdict, mean_p, n_valid, n_invalid)
+        a_mean = np.where(n_valid > 0, score_sum / np.maximum(n_valid, 1), np.nan)
+    verdict, score, usable = apply_order_rule(rule, n_valid, n_invalid, n_a, n_b, a_mean)
+    return CombinedPairs(verdict, mean_p, n_valid, n_invalid, score, usable)
 
 
-def pair_outcomes(verdict: np.ndarray, p_a: np.ndarray, ties: str = "tie") -> tuple[np.ndarray, np.ndarray]:
+def pair_outcomes(verdict: np.ndarray, p_a: np.ndarray, ties: str = "tie",
+                  score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A's outcome per pair under a tie policy: returns ``y`` (n,) in [0, 1] and ``keep`` (n,) bool.
 
     ``tie``: a combined tie counts half (y = 0.5). ``exclude``: tied pairs are left out of the win rate (keep=False).
     ``average``: y = the mean P(A preferred) over the pair's orders (``p_a``), where the judge gave probabilities;
-    a pair without one falls back to its hard outcome (1 / 0.5 / 0).
+    a pair without one falls back to its hard outcome. The hard outcome is ``score`` where given (the ``alpacaeval``
+    order rule's mean preference, e.g. 0.75), else the verdict's 1 / 0.5 / 0.
 
     >>> y, keep = pair_outcomes(np.array([1, 0, -1]), np.array([0.9, 0.6, np.nan]), "average")
     >>> y.tolist(), keep.tolist()
@@ -90,7 +137,7 @@ def pair_outcomes(verdict: np.ndarray, p_a: np.ndarray, ties: str = "tie") -> tu
     if ties not in TIE_POLICIES:
         raise ValueError(f"tie policy {ties!r} is not one of {', '.join(TIE_POLICIES)}")
     verdict = np.asarray(verdict)
-    hard = (verdict.astype(np.float64) + 1.0) / 2.0
+    hard = (verdict.astype(np.float64) + 1.0) / 2.0 if score is None else np.asarray(score, dtype=np.float64)
     keep = np.ones(verdict.shape, dtype=bool)
     if ties == "exclude":
         keep = verdict != 0
@@ -305,7 +352,9 @@ class BoardStats(WinRates):
     there is none); ``n`` pairs counted in the win rate; ``win_rate``, ``se``, bootstrap ``ci_low``/``ci_high``;
     ``lc``/``lc_se`` the length-controlled win rate; ``bt``, ``bt_low``, ``bt_high`` Bradley-Terry ratings on the Elo
     scale over all pairs (the baseline anchored at 1000, else the mean over compared models); ``compared`` whether the
-    model appears in any counted pair (NaN ratings otherwise)."""
+    model appears in any counted pair (NaN ratings otherwise); ``bt_perfect`` whether the model won every
+    Bradley-Terry game it played or lost every one (its maximum-likelihood rating is then infinite: the finite number
+    shown is set by ``bt_fit``'s weak prior, not by the data)."""
 
     ci_low: np.ndarray
     ci_high: np.ndarray
@@ -315,13 +364,17 @@ class BoardStats(WinRates):
     bt_low: np.ndarray
     bt_high: np.ndarray
     compared: np.ndarray
+    bt_perfect: np.ndarray
 
 
 def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.ndarray, p_a: np.ndarray,
                 len_a: np.ndarray, len_b: np.ndarray, n_models: int, n_prompts: int, baseline: int | None = None,
-                ties: str = "tie", n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> BoardStats:
+                ties: str = "tie", n_resamples: int = 1000, seed: int = 0, level: float = 0.95, *,
+                score: np.ndarray | None = None, with_lc: bool = True) -> BoardStats:
     """Every leaderboard statistic from combined pairs (n,): models ``a``/``b`` (int), ``prompt`` (int, the
-    resampling unit), ``verdict`` (+1/0/-1 from A's side), ``p_a`` (mean P(A) or NaN), lengths ``len_a``/``len_b``.
+    resampling unit), ``verdict`` (+1/0/-1 from A's side), ``p_a`` (mean P(A) or NaN), lengths ``len_a``/``len_b``,
+    and ``score`` (n,) the order rule's combined outcome where it is not the verdict's (``pair_outcomes``).
+    ``with_lc=False`` leaves ``lc``/``lc_se`` NaN, for a caller that controls length by another method.
 
     Win rates, W/T/L and LC rate each model against ``baseline`` (pairs between two other models count only in
     Bradley-Terry), or, with no baseline, against all its opponents pooled (each pair then counts for both sides).
@@ -330,7 +383,7 @@ def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.nd
     """
     a, b, prompt = (np.asarray(x, dtype=np.int64) for x in (a, b, prompt))
     verdict = np.asarray(verdict, dtype=np.int64)
-    y, keep = pair_outcomes(verdict, p_a, ties)
+    y, keep = pair_outcomes(verdict, p_a, ties, score)
     distinct = a != b
     if baseline is not None:
         side_a, side_b = distinct & (b == baseline), distinct & (a == baseline)
@@ -340,7 +393,10 @@ def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.nd
     model, ey, ev, ekeep = cat(a, b), cat(y, 1.0 - y), cat(verdict, -verdict), cat(keep, keep)
     eprompt = cat(prompt, prompt)
     wr = win_rates(model, ey, ev, ekeep, n_models)
-    lc, lc_se = lc_win_rate(model, ey, ekeep, cat(len_a, len_b), cat(len_b, len_a), n_models)
+    if with_lc:
+        lc, lc_se = lc_win_rate(model, ey, ekeep, cat(len_a, len_b), cat(len_b, len_a), n_models)
+    else:
+        lc = lc_se = np.full(n_models, np.nan)
 
     use = distinct & keep
     pairs, key, y_low = model_pairs(a[use], b[use], y[use])
@@ -355,6 +411,10 @@ def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.nd
     anchor = baseline if baseline is not None and compared[baseline] else None
     theta = bt_fit(s_win.sum(axis=1)[None], games[None], pairs, n_models)[0] if n_keys else np.zeros(n_models)
     bt = _elo_over(theta[None], compared[None], anchor)[0]
+    points = np.bincount(pairs[:, 0], weights=s_win.sum(axis=1), minlength=n_models) + np.bincount(
+        pairs[:, 1], weights=games - s_win.sum(axis=1), minlength=n_models)
+    played = games @ incidence
+    perfect = compared & ((points <= 1e-9 * played) | (points >= played * (1.0 - 1e-9)))
 
     s_y = group_sums(eprompt, model, ey * ekeep, n_prompts, n_models)
     s_n = group_sums(eprompt, model, ekeep.astype(np.float64), n_prompts, n_models)
@@ -373,7 +433,7 @@ def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.nd
     bt_low, bt_high = percentile_ci(np.concatenate(bt_samples), level) if bt_samples else (nan, nan)
     bt, bt_low, bt_high = (np.where(compared, x, np.nan) for x in (bt, bt_low, bt_high))
     return BoardStats(wr.wins, wr.ties, wr.losses, wr.n, wr.win_rate, wr.se, ci_low, ci_high, lc, lc_se,
-                      bt, bt_low, bt_high, compared)
+                      bt, bt_low, bt_high, compared, perfect)
 
 
 def _elo_over(theta: np.ndarray, present: np.ndarray, anchor: int | None) -> np.ndarray:
