@@ -15,6 +15,11 @@ model's). They become:
   ``first``, 2 -> ``second``, 1.5 or the legacy 0 -> ``tie``, a value strictly between 1 and 2 (a weighted annotator)
   -> the nearer side with ``probability`` = P(output_1 preferred) = 2 - preference, and null/NaN -> ``unparsed``
   (AlpacaEval drops those; the leaderboard leaves them out and counts them).
+
+AlpacaEval annotates each (instruction, model, baseline) once per annotator, so a second annotation of the same pair
+(another annotation set of the same model, baseline and annotator, in this import or already in the store) would read
+as a second order of that pair: it is refused, naming both. The imported judges carry AlpacaEval's own counting
+(``native_ties``): a board of them averages preferences unless told otherwise.
 """
 
 from __future__ import annotations
@@ -32,24 +37,38 @@ from evalharness.store import Store, now
 from evalharness.store_rows import GenerationRecord, JudgmentRecord, PromptRecord
 
 PROMPT_SET = "alpaca-eval"
+JUDGE_PREFIX = "alpaca-eval:"
 JUDGE_VERSION = "imported"
+# AlpacaEval's win rate is the mean of (preference - 1): a draw counts half and a weighted annotator's probability
+# counts as it is, which is the leaderboard's "average" tie policy.
+NATIVE_TIES = "average"
+
+
+def native_ties(judge: str, version: str) -> str | None:
+    """The tie policy an imported judge's own leaderboard uses, or None for judges with no policy of their own."""
+    return NATIVE_TIES if judge.startswith(JUDGE_PREFIX) and version == JUDGE_VERSION else None
 OUTPUTS = "model_outputs.json"
 ANNOTATIONS = "annotations.json"
 
 
 @dataclass
 class ImportReport:
-    models: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # models with an outputs file
     annotators: list[str] = field(default_factory=list)
     new: dict[str, int] = field(default_factory=dict)  # table -> rows added
     total: dict[str, int] = field(default_factory=dict)  # table -> rows read
     counts: dict[str, int] = field(default_factory=dict)  # draws, unparsed, empty outputs, judged texts not in outputs
+    rated: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (annotator, model, baseline) -> annotations
 
     def lines(self) -> list[str]:
         tables = ", ".join(f"{self.total.get(t, 0)} {t} ({self.new.get(t, 0)} new)"
                            for t in ("prompts", "generations", "judgments"))
-        out = [f"alpaca-eval: {len(self.models)} models ({', '.join(self.models)}); "
-               f"annotators: {', '.join(self.annotators) or 'none'}", tables]
+        out = [f"alpaca-eval: outputs of {len(self.models)} models ({', '.join(self.models) or 'none'})"]
+        for annotator in self.annotators:
+            sets = [f"{m} vs {b} ({n} annotations)" for (a, m, b), n in sorted(self.rated.items()) if a == annotator]
+            out.append(f"annotator {annotator}: rated " + ", ".join(sets) if sets else
+                       f"annotator {annotator}: no annotations")
+        out.append(tables)
         if self.counts:
             out.append(", ".join(f"{v} {k}" for k, v in sorted(self.counts.items())))
         return out
@@ -86,9 +105,7 @@ def import_alpaca_eval(directory: str | Path, store: Store, annotator: str | Non
             report.annotators.append(name)
         for i, rec in enumerate(_read_records(path), start=1):
             _annotation(_Row(path, i, rec), name, batch, report)
-    for model in sorted({g for g, _ in batch.judged_models}):
-        if model not in report.models:
-            report.models.append(model)
+    _check_stored_pairs(store, batch)
     _write(store, batch, report)
     return report
 
@@ -175,7 +192,7 @@ def _annotation(row: _Row, annotator: str, batch: _Batch, report: ImportReport) 
     pid = batch.prompt(instruction, None, row.record.get("dataset"))
     first = batch.annotated_generation(gen_1, pid, out_1, report)
     second = batch.annotated_generation(gen_2, pid, out_2, report)
-    judge = f"alpaca-eval:{annotator}"
+    judge = f"{JUDGE_PREFIX}{annotator}"
     a, b = _key(gen_2), _key(gen_1)
     ident = [judge, JUDGE_VERSION, ""]
     pair_id = content_hash(["pair", *ident, pid, 1, 0, a, b])
@@ -183,6 +200,14 @@ def _annotation(row: _Row, annotator: str, batch: _Batch, report: ImportReport) 
     raw = row.record.get("raw_completion")
     raw = raw if isinstance(raw, str) else json.dumps({"preference": row.record.get("preference")})
     judgment_id = content_hash(["judgment-row", cache_key, first, second])
+    seen = batch.pairs.get(pair_id)
+    if seen is not None and seen[0] != judgment_id:
+        raise row.error(None, f"a second annotation of {gen_2!r} vs {gen_1!r} by {annotator!r} on this instruction "
+                              f"(the first: {seen[1]}); AlpacaEval annotates each pair once, so two annotation "
+                              "sets of one model, baseline and annotator would read as two orders: import one")
+    if seen is None:
+        batch.pairs[pair_id] = (judgment_id, f"{row.path}:{row.number}")
+        report.rated[(annotator, gen_2, gen_1)] = report.rated.get((annotator, gen_2, gen_1), 0) + 1
     batch.judgments[judgment_id] = JudgmentRecord(
         judgment_id, cache_key, judge, JUDGE_VERSION, "", pid, 1, 0, pair_id, a, b, True, first, second, verdict, probability, raw,
         row.number_field("time_per_example"), None, None, row.number_field("price_per_example"), None, now())
@@ -206,6 +231,7 @@ class _Batch:
     outputs_text: dict[tuple[str, str], str] = field(default_factory=dict)  # (generator, prompt id) -> generation id
     judgments: dict[str, JudgmentRecord] = field(default_factory=dict)
     judged_models: set[tuple[str, str]] = field(default_factory=set)
+    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # pair id -> (judgment id, "file:record")
 
     def prompt(self, instruction: str, number: int | None, dataset: Any) -> str:
         p = make_prompt(PROMPT_SET, None, number, False, turns=(instruction,),
@@ -235,6 +261,27 @@ class _Batch:
             report.counts["judged texts not in the outputs file"] = (
                 report.counts.get("judged texts not in the outputs file", 0) + 1)
         return self.generation(generator, pid, text, 1, "annotations")
+
+
+def _check_stored_pairs(store: Store, batch: _Batch) -> None:
+    """Refuse an annotation whose pair the store already holds under another judgment (a different annotation set of
+    the same model, baseline and annotator imported earlier): it would become a second order of that pair."""
+    if not batch.pairs or not Path(store.path).exists():
+        return
+    with store.connect(read_only=True) as con:
+        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'judgments'").fetchone():
+            return
+        clash = con.execute(
+            "SELECT j.pair_id, j.model_a, j.model_b, j.judge FROM judgments j JOIN (SELECT unnest(?) AS p, "
+            "unnest(?) AS k) w ON w.p = j.pair_id WHERE j.judgment_id <> w.k LIMIT 1",
+            [list(batch.pairs), [v[0] for v in batch.pairs.values()]]).fetchone()
+    if clash:
+        path, _, number = batch.pairs[clash[0]][1].rpartition(":")
+        raise DataError(path, int(number), None,
+                        f"the store already holds another annotation of {clash[1].removeprefix(JUDGE_PREFIX)!r} vs "
+                        f"{clash[2].removeprefix(JUDGE_PREFIX)!r} by {clash[3].removeprefix(JUDGE_PREFIX)!r} on "
+                        "this instruction (another annotation set); AlpacaEval annotates each pair once, so it "
+                        "would read as a second order: import into another store")
 
 
 def _write(store: Store, batch: _Batch, report: ImportReport) -> None:

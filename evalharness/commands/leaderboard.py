@@ -17,7 +17,17 @@ def leaderboard(
     baseline: Optional[str] = typer.Option(None, help="Rate every model against this one (key, label or prefix); "
                                                       "default: the runner's baseline, else all opponents pooled."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Only pairs on this prompt set."),
-    ties: str = typer.Option("tie", help="tie (counts half) | exclude | average (the judge's probabilities)."),
+    ties: Optional[str] = typer.Option(None, help="tie (counts half) | exclude | average (the judge's "
+                                                  "probabilities); default: the judge's own (average for imported "
+                                                  "AlpacaEval annotators), else tie."),
+    order_rule: str = typer.Option("agree", help="How a pair's two orders combine: agree (disagree -> tie, a single "
+                                                 "valid order decides) | fastchat (an unparsed order drops the "
+                                                 "pair) | alpacaeval (the mean of both orders' preferences)."),
+    lc: str = typer.Option("alpacaeval-v1", "--lc", help="Length control: alpacaeval-v1 (AlpacaEval's "
+                                                         "length_controlled_v1) | tanh-length (a simpler fit)."),
+    instruction_difficulty: Optional[Path] = typer.Option(
+        None, help="CSV of AlpacaEval's instruction difficulty (index or instruction, instruction_difficulty) for "
+                   "the LC fit; default: fitted from every rated model's outcomes."),
     fmt: str = typer.Option("table", "--format", help="table | md | csv | json | html."),
     output: Optional[Path] = typer.Option(None, help="Write here instead of stdout."),
     plot: Optional[Path] = typer.Option(None, help="Also write the plots whose data the store holds into DIR."),
@@ -25,13 +35,16 @@ def leaderboard(
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     store: Path = STORE,
 ):
-    """Rank models by win rate (with SE and bootstrap CI), Bradley-Terry rating and length-controlled win rate."""
+    """Rank models by win rate (with SE and bootstrap CI), Bradley-Terry rating and length-controlled win rate.
+
+    The board's notes name the order rule, the tie policy and the length control it used."""
     with user_errors():
         from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
         from leaderboards.render import check_format, render
 
         check_format(fmt)
-        cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed)
+        cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
+                                instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None)
         _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
