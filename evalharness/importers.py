@@ -201,12 +201,12 @@ def _annotation(row: _Row, annotator: str, batch: _Batch, report: ImportReport) 
     raw = raw if isinstance(raw, str) else json.dumps({"preference": row.record.get("preference")})
     judgment_id = content_hash(["judgment-row", cache_key, first, second])
     seen = batch.pairs.get(pair_id)
-    if seen is not None and seen[0] != judgment_id:
+    if seen is not None and seen[:3] != (judgment_id, verdict, probability):
         raise row.error(None, f"a second annotation of {gen_2!r} vs {gen_1!r} by {annotator!r} on this instruction "
-                              f"(the first: {seen[1]}); AlpacaEval annotates each pair once, so two annotation "
+                              f"(the first: {seen[3]}); AlpacaEval annotates each pair once, so two annotation "
                               "sets of one model, baseline and annotator would read as two orders: import one")
     if seen is None:
-        batch.pairs[pair_id] = (judgment_id, f"{row.path}:{row.number}")
+        batch.pairs[pair_id] = (judgment_id, verdict, probability, f"{row.path}:{row.number}")
         report.rated[(annotator, gen_2, gen_1)] = report.rated.get((annotator, gen_2, gen_1), 0) + 1
     batch.judgments[judgment_id] = JudgmentRecord(
         judgment_id, cache_key, judge, JUDGE_VERSION, "", pid, 1, 0, pair_id, a, b, True, first, second, verdict, probability, raw,
@@ -231,7 +231,8 @@ class _Batch:
     outputs_text: dict[tuple[str, str], str] = field(default_factory=dict)  # (generator, prompt id) -> generation id
     judgments: dict[str, JudgmentRecord] = field(default_factory=dict)
     judged_models: set[tuple[str, str]] = field(default_factory=set)
-    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # pair id -> (judgment id, "file:record")
+    # pair id -> (judgment id, verdict, probability, "file:record"): the same texts with another verdict are a clash
+    pairs: dict[str, tuple[str, str, float | None, str]] = field(default_factory=dict)
 
     def prompt(self, instruction: str, number: int | None, dataset: Any) -> str:
         p = make_prompt(PROMPT_SET, None, number, False, turns=(instruction,),
@@ -264,8 +265,9 @@ class _Batch:
 
 
 def _check_stored_pairs(store: Store, batch: _Batch) -> None:
-    """Refuse an annotation whose pair the store already holds under another judgment (a different annotation set of
-    the same model, baseline and annotator imported earlier): it would become a second order of that pair."""
+    """Refuse an annotation whose pair the store already holds under another judgment or verdict (a different
+    annotation set of the same model, baseline and annotator imported earlier): it would become a second order of
+    that pair, or be silently dropped as already stored."""
     if not batch.pairs or not Path(store.path).exists():
         return
     with store.connect(read_only=True) as con:
@@ -273,10 +275,11 @@ def _check_stored_pairs(store: Store, batch: _Batch) -> None:
             return
         clash = con.execute(
             "SELECT j.pair_id, j.model_a, j.model_b, j.judge FROM judgments j JOIN (SELECT unnest(?) AS p, "
-            "unnest(?) AS k) w ON w.p = j.pair_id WHERE j.judgment_id <> w.k LIMIT 1",
-            [list(batch.pairs), [v[0] for v in batch.pairs.values()]]).fetchone()
+            "unnest(?) AS k, unnest(?) AS v, unnest(?) AS pr) w ON w.p = j.pair_id "
+            "WHERE j.judgment_id <> w.k OR j.verdict <> w.v OR j.probability IS DISTINCT FROM w.pr LIMIT 1",
+            [list(batch.pairs), *([v[i] for v in batch.pairs.values()] for i in range(3))]).fetchone()
     if clash:
-        path, _, number = batch.pairs[clash[0]][1].rpartition(":")
+        path, _, number = batch.pairs[clash[0]][3].rpartition(":")
         raise DataError(path, int(number), None,
                         f"the store already holds another annotation of {clash[1].removeprefix(JUDGE_PREFIX)!r} vs "
                         f"{clash[2].removeprefix(JUDGE_PREFIX)!r} by {clash[3].removeprefix(JUDGE_PREFIX)!r} on "

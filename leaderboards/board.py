@@ -280,9 +280,8 @@ def _win_rate_formula(ties: str, rule: str) -> str:
     if ties == "exclude":
         return (f"win rate = {mean} over the pairs that are not tied; tied pairs are left out of n" if mean else
                 "win rate = wins/(wins + losses); tied pairs are left out of n")
-    return ("win rate = mean over pairs of P(model preferred): the judge's probability, averaged over the pair's "
-            "orders, where it gives one (AlpacaEval: preference - 1), else the pair's hard outcome (win 1, tie 0.5, "
-            "loss 0)")
+    return ("win rate = mean over pairs of P(model preferred), averaged over the pair's valid orders, each order "
+            "counting the judge's probability where it gives one (AlpacaEval: preference - 1), else 1 / 0.5 / 0")
 
 
 def _notes(cfg: LeaderboardConfig, has_baseline: bool, ties: str, own_ties: bool, dropped: int, lc_how: str,

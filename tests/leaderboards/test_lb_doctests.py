@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["leaderboards.stats", "leaderboards.agreement", "leaderboards.plots",
+@pytest.mark.parametrize("module", ["leaderboards.stats", "leaderboards.lc", "leaderboards.agreement", "leaderboards.plots",
                                     "evalharness.importers"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
