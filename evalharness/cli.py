@@ -62,7 +62,9 @@ def train(
     model: Optional[str] = typer.Option(None, help="Model name or path: smollm2-135m, tiny-llama, a local dir."),
     data: Optional[str] = typer.Option(None, help="Dataset preset: hh-rlhf, jsonl, parquet, scored-samples, …"),
     path: Optional[str] = typer.Option(None, help="Local data file for the preset."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Loss parameter, e.g. beta=0.1 or dpo.beta=0.1."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE, VALUE a TOML value or text: a training "
+                                                               "field (max_steps=3), data.KEY (data.limit=64), else a "
+                                                               "loss parameter (beta=0.1, dpo.beta=0.1)."),
     max_steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
     batch_size: Optional[int] = typer.Option(None, help="Pairs per micro-batch."),
     grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimizer step."),

@@ -146,52 +146,174 @@ def check_text(name: str, value: Any) -> None:
 
 
 def bind(cls: type, values: dict[str, Any], where: str):
+    """The one way a dict becomes a typed config: unknown keys get a "did you mean", every value is converted to its
+    field's declared type by ``coerce`` (``Text`` from the command line is read; file values are only checked)."""
     known = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
             hint = difflib.get_close_matches(key, sorted(known), n=1)
             tip = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(f"{where}: unknown key {key!r}{tip}")
-    _check_types(cls, values, where)
+    values = _typed(cls, values, where)
     try:
         return cls(**values)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _check_types(cls: type, values: dict[str, Any], where: str) -> None:
+def _typed(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
     """A value of the wrong kind (``loss = 0``, ``limit = "x"``, ``lr = nan``) is a one-line error, not a TypeError."""
     import math
+
+    hints = field_types(cls)
+    out = dict(values)
+    for key, value in values.items():
+        if cls is TrainConfig and key == "data" and isinstance(value, dict):
+            continue  # bound as a DataConfig by TrainConfig itself
+        try:
+            out[key] = coerce(value, hints.get(key))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {key} must be {e}, got {value!r}") from None
+        if isinstance(out[key], float) and not math.isfinite(out[key]):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {out[key]!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the value grammar
+# Every value typed as text (``--set key=value``, a judge spec's ``k=v``, a loss parameter given as a string) is read
+# by one grammar: a TOML literal (``0.1``, ``"x"``, ``true``, ``[1, 2]``, ``{beta = 0.1}``), else the bare text. The
+# field it lands in then decides: ``.1`` and ``1e-1`` are 0.1 for a float, ``yes`` is true for a bool, and a str field
+# keeps the text as typed.
+
+
+class Text(str):
+    """Text from the command line that TOML does not read as a value (``dpo``, ``.1``, ``gpt-4o``): its field's
+    declared type decides what it becomes. A plain ``str`` is a string value (from a file or a quoted TOML string)."""
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def parse_value(text: str) -> Any:
+    """A value in the ``--set`` grammar: a TOML literal, else the text itself (as ``Text``).
+
+    >>> parse_value("2"), parse_value("1e-1"), parse_value('"x"'), parse_value("[1, 2]"), parse_value("gpt-4o")
+    (2, 0.1, 'x', [1, 2], 'gpt-4o')
+    >>> type(parse_value(".1")).__name__, type(parse_value("2024-01-01")).__name__
+    ('Text', 'Text')
+    """
+    import datetime
+
+    text = text.strip()
+    try:
+        parsed = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return Text(text)
+    value = parsed.get("v")
+    # a newline in the text could define more keys; a date is no setting's type: both are text
+    if len(parsed) != 1 or isinstance(value, (datetime.date, datetime.time)):
+        return Text(text)
+    return value
+
+
+def coerce(value: Any, hint: Any, text: bool | None = None) -> Any:
+    """``value`` as the annotation ``hint`` declares; raises ValueError naming the expected type.
+
+    Text (``text=True``, or a ``Text`` value) is read by ``parse_value`` and then by the type: a number for a float
+    field, ``1``/``yes``/``on`` for a bool, ``none`` for an optional field (TOML has no null), the text as typed for
+    a str field. Any other value is only checked; an int is widened for a float field, so ``beta = 1`` in a file and
+    ``beta=1.0`` on the command line are the same setting.
+
+    >>> coerce(Text(".1"), float), coerce("1e-1", float, text=True), coerce(1, float), coerce(Text("4"), str)
+    (0.1, 0.1, 1.0, '4')
+    """
+    allowed = _allowed(hint)
+    if text is None:
+        text = isinstance(value, Text)
+    if not (text and isinstance(value, str)):
+        if allowed is None or _fits(value, allowed):
+            return _widen(value, allowed)
+        raise ValueError(_describe(allowed))
+    raw = value.strip()
+    parsed = parse_value(raw)
+    if allowed is None:
+        return str(parsed) if isinstance(parsed, Text) else parsed
+    if type(None) in allowed and raw.lower() in ("none", "null"):
+        return None
+    if not isinstance(parsed, Text) and _fits(parsed, allowed) and not (isinstance(parsed, str) and str not in allowed):
+        return _widen(parsed, allowed)
+    if str in allowed:
+        return raw if isinstance(parsed, Text) or not isinstance(parsed, str) else parsed
+    word = parsed if isinstance(parsed, str) else raw
+    for kind in (int, float):
+        if kind in allowed:
+            try:
+                return kind(word)
+            except ValueError:
+                pass
+    if bool in allowed and word.lower() in _TRUE | _FALSE:
+        return word.lower() in _TRUE
+    raise ValueError(_describe(allowed))
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The declared type of each field of a dataclass; a plugin whose annotations do not resolve has its values read
+    by the grammar alone."""
     import typing
 
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        allowed = _allowed(hints.get(key))
-        if allowed is None or value is None and type(None) in allowed:
-            continue
-        if isinstance(value, dict) and dict in allowed or isinstance(value, list) and list in allowed:
-            continue
-        if isinstance(value, (dict, list)) and cls.__name__ == "TrainConfig" and key == "data":
-            continue
-        ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed
-                 if t not in (dict, list, type(None)))
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            names = " or ".join(sorted({t.__name__ for t in allowed if t is not type(None)}))
-            raise ConfigError(f"{where}: {key} must be {names}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return {}
+
+
+def annotation_type(annotation: Any) -> Any:
+    """An annotation written as text (``"float | None"``, under ``from __future__ import annotations``) as a type;
+    one that names something else is left unchecked (None)."""
+    import builtins
+    import typing
+
+    if not isinstance(annotation, str):
+        return annotation
+    names = {**{n: t for n, t in vars(builtins).items() if isinstance(t, type)}, **{n: getattr(typing, n) for n in ("Any", "Literal", "Optional", "Union")}}
+    try:
+        return eval(annotation, {"__builtins__": {}}, names)  # noqa: S307 - the annotation text of imported code
+    except Exception:
+        return None
+
+
+def _fits(value: Any, allowed: tuple) -> bool:
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and float in allowed:
+        return True
+    return any(isinstance(value, t) for t in allowed if t is not type(None))
+
+
+def _widen(value: Any, allowed: tuple | None) -> Any:
+    if allowed and isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+        return float(value)
+    if isinstance(value, Text):
+        return str(value)
+    return value
+
+
+def _describe(allowed: tuple) -> str:
+    return " or ".join(sorted({"None" if t is type(None) else t.__name__ for t in allowed}))
 
 
 def _allowed(hint) -> tuple | None:
-    """The runtime classes a simple annotation admits (None: not checked here)."""
+    """The runtime classes a simple annotation admits (None: not checked here). A Literal admits its values' types."""
     import types
     import typing
 
     if hint is None or hint is Any:
         return None
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return tuple({type(a) for a in typing.get_args(hint)})
     if origin in (typing.Union, types.UnionType):
         parts = [_allowed(a) for a in typing.get_args(hint)]
         if any(p is None for p in parts):
@@ -232,11 +354,45 @@ def train_config_from_dict(raw: dict[str, Any], where: str = "config") -> TrainC
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["beta=0.1", "dpo.lam=0.5"]`` -> {"beta": "0.1", "dpo.lam": "0.5"}; values are coerced later by type."""
+    """``--set`` items → {dotted key: value}, each value read by ``parse_value`` (the last of a key given twice wins).
+
+    >>> parse_overrides(["beta=.1", "max_steps=3", 'judge.judges=["oracle"]'])
+    {'beta': '.1', 'max_steps': 3, 'judge.judges': ['oracle']}
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        out[key.strip()] = parse_value(value)
     return out
+
+
+def train_path(key: str) -> tuple[str, ...]:
+    """Where a ``--set`` key lands in a training config's TOML layout: a TrainConfig field, a [data] field, else a
+    loss parameter (so ``beta=0.1`` and ``dpo.beta=0.1`` read as they always have; ``params.beta`` says it outright).
+
+    >>> train_path("max_steps"), train_path("data.limit"), train_path("dpo.beta"), train_path("params.beta")
+    (('max_steps',), ('data', 'limit'), ('params', 'dpo.beta'), ('params', 'beta'))
+    """
+    head, _, rest = key.partition(".")
+    if head in ("data", "params"):
+        if not rest or any(not part for part in rest.split(".")):
+            raise ConfigError(f"--set {key}: [{head}] is a table; set {head}.KEY=VALUE")
+        return (head, *rest.split(".")) if head == "data" else (head, rest)
+    field_name = key.replace("-", "_")
+    if field_name in _TRAIN_FIELDS:
+        return (field_name,)
+    return ("params", key)
+
+
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "params"}
+
+
+def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any, key: str) -> None:
+    """``tree[path[0]][path[1]]… = value``, making tables on the way (a value in the way is an error)."""
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"--set {key}: {part!r} is set to a value and used as a table")
+    tree[path[-1]] = value

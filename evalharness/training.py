@@ -6,12 +6,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evalharness.config import ConfigError, TrainConfig, load_toml, parse_overrides, train_config_from_dict
+from evalharness.config import (
+    ConfigError,
+    TrainConfig,
+    load_toml,
+    parse_overrides,
+    set_path,
+    train_config_from_dict,
+    train_path,
+)
 
 
 def build_train_config(config: Path | None, flags: dict[str, Any], data: str | None, path: str | None,
                        limit: int | None, overrides: list[str] | None) -> TrainConfig:
-    """A TOML file (optional) overlaid with CLI flags that were given."""
+    """A TOML file (optional) overlaid with the CLI flags that were given, then with ``--set`` (``train_path``: a
+    TrainConfig field, ``data.KEY``, else a loss parameter). A setting given both as a flag and by ``--set`` is an
+    error rather than a silent choice."""
     raw: dict[str, Any] = load_toml(config) if config else {}
     raw.setdefault("data", {})
     if not isinstance(raw["data"], dict):
@@ -23,16 +33,25 @@ def build_train_config(config: Path | None, flags: dict[str, Any], data: str | N
     train = raw.setdefault("train", {})
     if not isinstance(train, dict):
         raise ConfigError(f"{config}: [train] must be a table")
-    for key, value in flags.items():  # a flag that was given overrides the file
-        if value is not None:
-            raw.pop(key, None)
-            train[key] = value
-    for key, value in (("name", data), ("path", path), ("limit", limit)):
-        if value is not None:
-            raw["data"][key] = value
-    params = dict(raw.pop("params", {}) or {})
-    params.update(parse_overrides(overrides))
-    raw["params"] = params
+    given = {key: value for key, value in flags.items() if value is not None}
+    given.update({f"data.{key}": value for key, value in (("name", data), ("path", path), ("limit", limit))
+                  if value is not None})
+    params = raw.pop("params", {}) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{config}: [params] must be a table")
+    raw["params"] = dict(params)
+    sets = [(key, train_path(key), value) for key, value in parse_overrides(overrides).items()]
+    for key, where, _ in sets:
+        if ".".join(where) in given:
+            raise ConfigError(f"--set {key}: {'.'.join(where)} is also given as a flag; give it once")
+    for key, value in given.items():  # a flag that was given overrides the file
+        sets.append((key, tuple(key.split(".")), value))
+    for key, where, value in sets:
+        if len(where) == 1:
+            raw.pop(where[0], None)  # the top level and [train] are one table
+            train[where[0]] = value
+        else:
+            set_path(raw, where, value, key)
     return train_config_from_dict(raw, str(config or "flags"))
 
 

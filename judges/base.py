@@ -160,21 +160,13 @@ def build_judge(spec: str, **options: Any) -> Judge:
 
 
 def _convert(value: str, param: inspect.Parameter | None) -> Any:
+    """A spec argument read by the ``--set`` value grammar and the parameter's annotation (``evalharness.config``)."""
+    from evalharness.config import annotation_type, coerce
+
     if param is None or param.annotation is inspect.Parameter.empty:
         return value
-    ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
-    ann = str(ann).replace(" ", "")
+    hint = annotation_type(param.annotation)
     try:
-        if ann.startswith("int"):
-            return int(value)
-        if ann.startswith("float"):
-            return float(value)
-        if ann.startswith("bool"):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-    except ValueError:
-        raise JudgeError(f"judge argument {param.name}={value!r} is not a {ann.split('|')[0]}") from None
-    return value
+        return coerce(value, hint, text=True)
+    except ValueError as e:
+        raise JudgeError(f"judge argument {param.name}={value!r} is not a {str(e).split(' or ')[0]}") from None

@@ -126,3 +126,28 @@ def test_a_bad_input_error_of_a_module_loaded_mid_command_is_one_line_and_exit_2
             "        from trainers.spec import ParamError\n        raise ParamError('beta must be > 0')\n"
             "except typer.Exit as e:\n    print(e.exit_code)")
     assert _python(code) == "2"
+
+
+def test_one_run_spelled_four_ways_on_the_command_line_and_once_in_a_file_trains_once(tmp_path):
+    """A run's id hashes its bound config: DPO's default beta is 0.1, and ``0.1``, ``.1`` and ``1e-1`` are that float."""
+    import json
+
+    import duckdb
+
+    args = ["train", "--loss", "dpo", "--limit", "8", "--max-steps", "1", "--batch-size", "2", "--max-length", "64",
+            "--max-prompt-length", "32", "--no-progress"]
+    first = _run(args, tmp_path)
+    assert first.exit_code == 0 and "1 steps" in first.stdout, first.output
+    for spelling in ("beta=0.1", "beta=.1", "beta=1e-1", "dpo.beta=0.1"):
+        again = _run([*args, "--set", spelling], tmp_path)
+        assert again.exit_code == 0 and "already finished at step 1" in again.stdout, (spelling, again.output)
+    toml = tmp_path / "dpo.toml"
+    toml.write_text('loss = "dpo"\n[params]\nbeta = 0.1\n[data]\nlimit = 8\n[train]\nmax_steps = 1\nbatch_size = 2\n'
+                    'max_length = 64\nmax_prompt_length = 32\n')
+    from_file = _run(["train", str(toml), "--no-progress"], tmp_path)
+    assert "already finished at step 1" in from_file.stdout, from_file.output
+    other = _run([*args, "--set", "beta=0.2"], tmp_path)
+    assert other.exit_code == 0 and "1 steps" in other.stdout, other.output
+    with duckdb.connect(str(tmp_path / "evalharness.duckdb"), read_only=True) as con:
+        configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs ORDER BY created_at").fetchall()]
+    assert [c["params"] for c in configs] == [{"beta": 0.1}, {"beta": 0.2}]  # the bound parameters, defaults filled

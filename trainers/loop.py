@@ -27,7 +27,7 @@ from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
 from trainers.batching import KExample, PairExample, batch_order, example_length, tokenize
 from trainers.logps import sequence_logps, sequence_scores
-from trainers.recipes import build_stage, parse_stages
+from trainers.recipes import build_stage, params_record, parse_stages
 from trainers.refcache import CacheReport
 from trainers.setup import Prepared, prepare
 from trainers.spec import LossInputs, LossSpec
@@ -57,7 +57,21 @@ class StopTraining(Exception):
 
 
 def run_id_of(cfg: TrainConfig) -> str:
-    return content_hash(["train", cfg.identity()])
+    """The hash of the bound, canonical config: ``--set beta=.1``, ``beta = 0.1`` in a file and DPO's default are one
+    run, trained once."""
+    return content_hash(["train", bound_config(cfg)])
+
+
+def bound_config(cfg: TrainConfig) -> dict[str, Any]:
+    """What makes two runs the same run (``TrainConfig.identity``), with the loss expression as the registry names it
+    and the loss parameters of each stage bound to their dataclass: defaults filled, values of the declared types, and
+    a parameter meant for another stage's loss (``dpo.beta`` in an sft stage) left out."""
+    identity = cfg.identity()
+    stages = [build_stage(terms, cfg.params) for terms in parse_stages(cfg.loss)]
+    identity["loss"] = " -> ".join(spec.name for spec, _ in stages)
+    params = [params_record(p) for _, p in stages]
+    identity["params"] = params[0] if len(params) == 1 else params
+    return identity
 
 
 def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None, restart: bool = False
@@ -105,18 +119,18 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
             return TrainResult(run_id, existing["name"], existing["out_dir"], str(final),
                                existing["final_step"], "already-finished")
 
-    _check_out_dir(out, run_id, restart)
+    _check_out_dir(out, run_id, restart, cfg)
     # loads data and models, raising before anything is written (or, with restart, deleted)
     p = prepare(cfg, spec, params, store, out, progress, restart=restart)
     main = p.accelerator.is_main_process  # one process writes the store; the others only read
     if main:
         # The run directory first: a full or read-only disk stops here, before the store lists a run that never ran.
+        config = bound_config(cfg)
         ckpt.write_json(out / "config.json", {"run_id": run_id, "name": name, "loss": spec.name,
-                                              "config": cfg.identity(), "code_version": code_version()})
+                                              "config": config, "code_version": code_version()})
         store.upsert_run(dict(
-        run_id=run_id, name=name, loss=spec.name, params=dataclasses.asdict(params) if not _weighted(params) else
-        {part.spec.name: dataclasses.asdict(part.params) for part in params.parts},
-        base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=cfg.identity(),
+        run_id=run_id, name=name, loss=spec.name, params=params_record(params),
+        base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=config,
         code_version=code_version(), status="running", out_dir=str(out.resolve()), final_step=None,
         ))
     try:
@@ -138,16 +152,19 @@ def _run_name(cfg: TrainConfig, run_id: str) -> str:
     return name if RUN_NAME.fullmatch(name) else f"run-{run_id[:8]}"  # a plugin loss's name may hold anything
 
 
-def _check_out_dir(out: Path, run_id: str, restart: bool = False) -> None:
+def _check_out_dir(out: Path, run_id: str, restart: bool = False, cfg: TrainConfig | None = None) -> None:
     """Resuming from another run's checkpoints would silently train the wrong thing, and ``restart`` deletes
     checkpoints: refuse a directory that is another run's, and with ``restart`` any non-empty one not this run's."""
     marker = out / "config.json"
     other = None
     if marker.exists():
         try:
-            other = json.loads(marker.read_text()).get("run_id")
+            written = json.loads(marker.read_text())
+            other = written.get("run_id")
         except (OSError, ValueError, AttributeError):
             other = None
+        if other and other != run_id and cfg is not None and _same_config(written.get("config"), cfg):
+            other = run_id  # this run, written when run ids hashed the unbound parameters: resumed, not refused
         if other and other != run_id:
             raise ConfigError(f"{out} holds run {other[:12]}, not this run ({run_id[:12]}): choose another --out "
                               "or delete that directory")
@@ -156,8 +173,19 @@ def _check_out_dir(out: Path, run_id: str, restart: bool = False) -> None:
                           f"({run_id[:12]}), and this one has none: choose another --out")
 
 
-def _weighted(params) -> bool:
-    return hasattr(params, "parts")
+def _same_config(recorded: Any, cfg: TrainConfig) -> bool:
+    """Whether a run directory's recorded config is ``cfg`` once bound (its run id may predate canonical ids)."""
+    from evalharness.config import bind
+    from evalharness.hashing import canonical_json
+
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        old = bind(TrainConfig, {k: v for k, v in recorded.items() if k not in ("out", "log_every", "name")},
+                   "config.json")
+        return canonical_json(bound_config(old)) == canonical_json(bound_config(cfg))
+    except (ValueError, LookupError, TypeError):
+        return False
 
 
 def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, out: Path, progress, on_step):
@@ -387,4 +415,5 @@ def copy_model(model):
     return copy.deepcopy(model)
 
 
-__all__ = ["train", "train_stage", "TrainResult", "StopTraining", "build_inputs", "example_length", "run_id_of"]
+__all__ = ["train", "train_stage", "TrainResult", "StopTraining", "build_inputs", "example_length", "run_id_of",
+           "bound_config"]

@@ -81,6 +81,15 @@ def build_stage(terms: list[tuple[float, str]], overrides: Mapping[str, Any]) ->
     return weighted_spec(bound), WeightedParams(tuple(bound))
 
 
+def params_record(params: Any) -> dict[str, Any]:
+    """Bound params as stored with a run: the dataclass's fields, or for a weighted sum one table per part."""
+    import dataclasses
+
+    if isinstance(params, WeightedParams):
+        return {part.spec.name: dataclasses.asdict(part.params) for part in params.parts}
+    return dataclasses.asdict(params)
+
+
 def check_overrides(expr: str, overrides: Mapping[str, Any]) -> None:
     """Every override must be used by some stage: a typo is an error, never silently ignored."""
     stages = parse_stages(expr)

@@ -137,7 +137,12 @@ class LossSpec:
 
 
 def bind_params(cls: type, overrides: Mapping[str, Any], owner: str):
+    """Bind ``overrides`` to the params dataclass ``cls``: every string is text in the ``--set`` value grammar, read by
+    the field's declared type (``evalharness.config.coerce``), so ``0.1``, ``".1"`` and ``"1e-1"`` bind the same."""
+    from evalharness.config import coerce, field_types
+
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
     kwargs = {}
     for key, value in overrides.items():
         key = key.replace("-", "_")
@@ -145,37 +150,14 @@ def bind_params(cls: type, overrides: Mapping[str, Any], owner: str):
             hint = difflib.get_close_matches(key, list(fields), n=1)
             tip = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(fields)) or 'none'}"
             raise ParamError(f"{owner} has no parameter {key!r}{tip}")
-        kwargs[key] = coerce(value, fields[key], owner)
+        try:
+            kwargs[key] = coerce(value, hints.get(key), text=isinstance(value, str))
+        except ValueError as e:
+            raise ParamError(f"{owner}: parameter {key!r} expects {e}, got {value!r}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ParamError(f"{owner}: {e}") from None
-
-
-def coerce(value: Any, f: dataclasses.Field, owner: str):
-    """Coerce a CLI string to the field's annotated type (float, int, bool, str, or a Literal of strings)."""
-    if not isinstance(value, str):
-        return value
-    ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    text = value.strip()
-    optional = "None" in ann
-    if optional and text.lower() == "none":
-        return None
-    base = ann.split("|")[0].strip()
-    try:
-        if base == "float":
-            return float(text)
-        if base == "int":
-            return int(text)
-        if base == "bool":
-            if text.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if text.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(text)
-    except ValueError:
-        raise ParamError(f"{owner}: parameter {f.name!r} expects {ann}, got {value!r}") from None
-    return text
 
 
 def check(condition: bool, message: str) -> None:

@@ -38,7 +38,8 @@ def diagnose(
     path: Optional[str] = typer.Option(None, help="Local file for --data."),
     limit: Optional[int] = typer.Option(None, help="First N pairs (prompts for density-ratio); default per kind."),
     out: Path = typer.Option(Path("diagnostics"), help="Directory for the PNG."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="A setting, key=value; repeat."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="A setting, KEY=VALUE (VALUE a TOML value or "
+                                                                 "text); repeat."),
     batch_size: int = typer.Option(4, help="Pairs per forward pass."),
     store: Path = STORE,
 ):
