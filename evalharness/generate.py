@@ -253,8 +253,7 @@ def score_reference(store: Store, target: Target, cfg: GenerateConfig, progress:
     from tqdm.auto import tqdm
 
     from evalharness.models import load_causal_lm, load_tokenizer, model_fingerprint, resolve_model
-    from trainers.batching import Seq
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import Seq, sequence_logps
 
     with store.connect() as con:
         rows = con.execute(

@@ -185,7 +185,7 @@ def _compute_pairs(cfg, store, plan: Planned, held: HeldOut, ref, prefix, base, 
     import numpy as np
 
     from evalharness import metrics as M
-    from trainers.batching import tokenize
+    from evalharness.scoring import tokenize
 
     need_aug = "prompt_augmented_accuracy" in plan.missing
     tok = tokenize(held.pairs, policy.tokenizer(), base["prompt_style"], base["max_length"],
@@ -237,7 +237,7 @@ def score_seqs(model, seqs: list, pad: int, batch_size: int, what: str = "", pro
     import torch
     from tqdm.auto import tqdm
 
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
 
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
     lp, tokens = np.zeros(len(seqs)), np.zeros(len(seqs))

@@ -133,7 +133,7 @@ def _forward_rows(cfg, store, target, group, prompt_set, sampling, backend, ref_
                   progress) -> None:
     from evalharness import metrics as M
     from evalharness.metrics_pairs import score_seqs
-    from trainers.batching import Seq
+    from evalharness.scoring import Seq
 
     if target.key in ref_keys:
         report.skipped.setdefault("forward_kl", "the model is its own reference (give --reference)")

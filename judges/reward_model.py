@@ -44,7 +44,7 @@ class RewardModelJudge:
     def _load(self):
         if self._model is None:
             from evalharness.models import load_reward_model, load_tokenizer
-            from trainers.batching import Encoder
+            from evalharness.scoring import Encoder
 
             self._model = load_reward_model(self.path, self.dtype, self.trust_remote_code).eval()
             tok = load_tokenizer(self.path, trust_remote_code=self.trust_remote_code)
@@ -56,7 +56,7 @@ class RewardModelJudge:
         """Scores of (conversation messages, response) pairs, batched, shortest first to waste little padding."""
         import torch
 
-        from trainers.logps import sequence_scores
+        from evalharness.scoring import sequence_scores
 
         model = self._load()
         seqs = [self._encoder.seq(tuple(msgs), text) for msgs, text in items]

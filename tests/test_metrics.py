@@ -13,9 +13,9 @@ from evalharness import metrics as M
 from evalharness.config import ConfigError, DataConfig, TrainConfig
 from evalharness.metrics_eval import EvalConfig, evaluate
 from evalharness.metrics_pairs import score_seqs
+from evalharness.scoring import Seq
 from evalharness.stats import resample_counts
 from evalharness.store import Store
-from trainers.batching import Seq
 
 VOCAB = 259  # the tiny tokenizer: 3 special tokens + 256 bytes
 
@@ -187,7 +187,7 @@ def test_a_model_with_uniform_logits_has_perplexity_equal_to_the_vocabulary_size
     from evalharness.data.loaders import DatasetSpec, load
     from evalharness.data.split import split_examples
     from evalharness.models import load_tokenizer
-    from trainers.batching import tokenize
+    from evalharness.scoring import tokenize
 
     held = split_examples(load(DatasetSpec("synthetic", limit=60)).examples, 0.2)[1]
     tok = tokenize(held, load_tokenizer(path), "auto", 256, 128)
@@ -261,7 +261,7 @@ def test_evaluate_end_to_end_stores_every_metric_with_its_ci(trained):
     from evalharness.data.loaders import DatasetSpec, load
     from evalharness.data.split import split_examples
     from evalharness.models import load_causal_lm, load_tokenizer, resolve_model
-    from trainers.batching import tokenize
+    from evalharness.scoring import tokenize
 
     store, result, data = trained
     cfg = EvalConfig(["d"], data, bootstrap=300, seed=1)

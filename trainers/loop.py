@@ -23,10 +23,10 @@ from evalharness.checkpoints import locate
 from evalharness.config import RUN_NAME, ConfigError, TrainConfig
 from evalharness.hashing import content_hash
 from evalharness.models import model_fingerprint
+from evalharness.scoring import KExample, PairExample, sequence_logps, sequence_scores, tokenize
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
-from trainers.batching import KExample, PairExample, batch_order, example_length, tokenize
-from trainers.logps import sequence_logps, sequence_scores
+from trainers.batching import batch_order, example_length
 from trainers.recipes import build_stage, params_record, parse_stages
 from trainers.refcache import CacheReport
 from trainers.setup import Prepared, prepare

@@ -13,8 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evalharness.hashing import content_hash
-from trainers.batching import Seq
-from trainers.logps import sequence_logps
+from evalharness.scoring import Seq, sequence_logps
 
 
 @dataclass

@@ -111,7 +111,7 @@ def pair_logps(model, pairs, pad: int, batch_size: int = 4) -> dict[str, list[fl
     """Summed log-probs and lengths of y+ and y- for each PairExample."""
     import torch
 
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
 
     out = {"logp_pos": [], "logp_neg": [], "len_pos": [], "len_neg": []}
     for batch in common.chunks(pairs, batch_size):

@@ -48,7 +48,7 @@ class DiagnoseConfig:
 
 @dataclass(frozen=True)
 class Encoding:
-    """How pairs become token ids (trainers.batching's truncation rule); part of every pair diagnostic's settings."""
+    """How pairs become token ids (evalharness.scoring's truncation rule); part of every pair diagnostic's settings."""
 
     max_length: int = 256  # the synthetic pairs and short HH turns fit whole; longer texts are cut, and counted
     max_prompt_length: int = 128
@@ -269,7 +269,7 @@ def dataset_key(name: str, ids: Sequence[str]) -> str:
 
 def encode_pairs(examples, tokenizer, enc: Encoding, prefix: str | None = None) -> tuple[list, int]:
     """PairExamples under the training truncation rule, and how many pairs were skipped (nothing left to score)."""
-    from trainers.batching import tokenize
+    from evalharness.scoring import tokenize
 
     tok = tokenize(examples, tokenizer, enc.prompt_style, enc.max_length, enc.max_prompt_length, prefix)
     if not tok.examples:

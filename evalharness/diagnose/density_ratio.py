@@ -76,7 +76,7 @@ def draw(reference_path: str, prompts, settings: DensitySettings, batch_size: in
     from evalharness.generate import request_seed
     from evalharness.generation.base import Request, Sampling
     from evalharness.generation.hf import HFGenerator
-    from trainers.batching import Encoder
+    from evalharness.scoring import Encoder
 
     # Wide decode batches: a sample depends on its own seed only, so the width changes speed, not the draws.
     gen = HFGenerator(reference_path, batch_size=64)
@@ -103,8 +103,7 @@ def score(model, ps: PromptSamples, pad: int, batch_size: int) -> list[float]:
     """Summed log-probs [M] of the sampled completions under ``model`` (temperature 1)."""
     import torch
 
-    from trainers.batching import Seq
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import Seq, sequence_logps
 
     seqs = [Seq(ps.prompt_ids, ids) for ids in ps.token_ids]
     out = []

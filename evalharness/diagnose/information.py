@@ -77,7 +77,7 @@ def differences(model, pairs, pad: int, p: float = 2.0, batch_size: int = 4) -> 
     """
     import torch
 
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
 
     out = Differences()
     offset = 0

@@ -56,7 +56,7 @@ def classify(policy, reference, pairs, pad: int, epsilon: float, batch_size: int
     """The monotonicity class and margin of each PairExample (float32 logits, as the loss computes them)."""
     import torch
 
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
     from trainers.losses.edpo import monotonicity_sign, perturbed_logps
     from trainers.spec import LossInputs
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import torch
 
-from trainers.batching import PairExample, Seq
+from evalharness.scoring import PairExample, Seq
 
 
 class Bigram(torch.nn.Module):

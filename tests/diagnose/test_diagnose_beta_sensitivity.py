@@ -36,7 +36,7 @@ def test_the_sweep_is_the_two_dpo_runs(sweep_store):
 def test_values_match_a_direct_computation_and_rerun_adds_nothing(sweep_store, tmp_path):
     from evalharness.data import synthetic
     from evalharness.models import load_tokenizer
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
 
     cfg = DiagnoseConfig(limit=5, out=str(tmp_path))
     report = run("beta-sensitivity", cfg, sweep_store)

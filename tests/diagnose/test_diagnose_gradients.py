@@ -151,7 +151,7 @@ def tiny():
 
 def closed_form(loss: str, beta: float, policy, reference, pairs, pad):
     """Per-side -∂L/∂g from seed 000 eq. 7-9 taken through the log-softmax (d log P(y)/dg = e_y - P)."""
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import sequence_logps
 
     b = len(pairs)
     seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]

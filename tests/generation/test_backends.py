@@ -53,8 +53,7 @@ def _forward_logps(model, requests, samples, temperature):
     """Per-token log-probs of each sample from one teacher-forced forward (``trainers.logps``, as training scores)."""
     import torch
 
-    from trainers.batching import Seq
-    from trainers.logps import sequence_logps
+    from evalharness.scoring import Seq, sequence_logps
 
     with torch.no_grad():
         f = sequence_logps(model, [Seq(tuple(r.prompt_ids), tuple(s.token_ids)) for r, s in zip(requests, samples)],

@@ -26,8 +26,7 @@ def reward_model(tmp_path_factory):
 
 def test_scores_equal_the_classifier_output_on_the_training_format(reward_model):
     from evalharness.models import load_reward_model, load_tokenizer
-    from trainers.batching import Encoder
-    from trainers.logps import sequence_scores
+    from evalharness.scoring import Encoder, sequence_scores
 
     judge = build_judge(f"reward-model:path={reward_model},batch_size=2")
     texts = ["I visited the park: the staff was great.", "awful", "the place was lovely, and the wait was slow."]

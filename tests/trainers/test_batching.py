@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainers.batching import Encoder, Seq, batch_order, collate
-from trainers.logps import sequence_logps
+from evalharness.scoring import Encoder, Seq, collate, sequence_logps
+from trainers.batching import batch_order
 
 
 class _Tok:
@@ -112,8 +112,8 @@ def test_the_lm_head_skips_the_positions_before_the_first_response_token_with_th
 
 
 def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_real_model(tmp_path, monkeypatch):
+    from evalharness import scoring
     from evalharness.tiny import build_tiny
-    from trainers import logps
 
     path = build_tiny("llama", tmp_path / "m")
     from transformers import AutoModelForCausalLM
@@ -125,7 +125,7 @@ def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_rea
     model.lm_head.register_forward_hook(lambda mod, args, out: head_positions.append(out.shape[1]))
 
     def run(skip: bool):
-        monkeypatch.setattr(logps, "_keeps_logits", lambda m: skip)
+        monkeypatch.setattr(scoring, "_keeps_logits", lambda m: skip)
         model.zero_grad()
         fwd = sequence_logps(model, seqs, pad_id=0)
         fwd.summed.sum().backward()
@@ -142,8 +142,8 @@ def test_skipping_prompt_positions_changes_neither_values_nor_gradients_of_a_rea
 def test_transformers_causal_lms_and_their_wrappers_are_seen_to_take_logits_to_keep(tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from evalharness.scoring import _keeps_logits
     from evalharness.tiny import build_tiny
-    from trainers.logps import _keeps_logits
 
     model = AutoModelForCausalLM.from_pretrained(build_tiny("llama", tmp_path / "m"))
     wrapped = torch.nn.Module()

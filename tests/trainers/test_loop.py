@@ -183,7 +183,7 @@ def test_bfloat16_autocast_rmsprop_and_cosine_schedule_run(tmp_path):
 def test_prompt_augmented_sequences_carry_the_prefix(tmp_path):
     from evalharness.data.synthetic import pairs
     from evalharness.models import load_tokenizer, resolve_model
-    from trainers.batching import tokenize
+    from evalharness.scoring import tokenize
 
     tok = load_tokenizer(resolve_model("tiny-llama"))
     [ex] = tokenize(pairs(1), tok, "auto", 256, 128, augment_prefix="RATE 100: ").examples
