@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))  # tests.judges.loopback, when the bench runs from
 
 from evalharness import plugins  # noqa: E402
 from evalharness.hashing import content_hash  # noqa: E402
+from evalharness.judging import JudgeConfig, judge  # noqa: E402
 from evalharness.store import Store, bulk_insert, now  # noqa: E402
 from judges.base import Verdict  # noqa: E402
-from judges.runner import JudgeConfig, judge  # noqa: E402
 
 PROMPT_SET = "bench"
 WORDS = ("clear", "kind", "short", "careful", "useful", "plain", "exact", "warm", "honest", "brief")

@@ -662,7 +662,7 @@ class Runner:
 
     def _judge(self, models: dict[str, str]) -> None:
         from evalharness.generate import resolve_target
-        from judges.runner import JudgeConfig, judge
+        from evalharness.judging import JudgeConfig, judge
 
         j, g = self.exp.judge, self.exp.generate
         for baseline in j.baselines:

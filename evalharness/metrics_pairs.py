@@ -90,7 +90,7 @@ def judge_scores(store: Store, spec: str, pairs: list[PreferencePair]) -> tuple[
         raise ConfigError(str(e)) from None
     if not can_score(judge):
         raise ConfigError(f"judge {spec!r} gives no pointwise scores; the margin correlation needs a score per text")
-    from judges.runner import score_key
+    from evalharness.judging import score_key
 
     items = [(as_messages(x), y) for p in pairs for x, y in ((p.x_pos, p.y_pos), (p.x_neg, p.y_neg))]
     keys = [score_key(judge, msgs, y) for msgs, y in items]

@@ -36,8 +36,8 @@ def judge_command(
     with user_errors():
         from evalharness.store import Store
         from evalharness.textsafe import escape_controls
-        from judges.runner import JudgeConfig
-        from judges.runner import judge as run_judge
+        from evalharness.judging import JudgeConfig
+        from evalharness.judging import judge as run_judge
 
         options = {"base_url": base_url, "model": model, "concurrency": concurrency}
         _check_counts(limit, samples)

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.judges.test_runner import seed_store
+from tests.test_judging import seed_store
 
 PLUGIN = '''
 """A judge that prefers the shorter response: the README's plugin example."""

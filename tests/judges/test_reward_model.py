@@ -58,8 +58,8 @@ def test_judge_id_names_the_weights_and_bad_paths_are_clear(reward_model, tmp_pa
 
 
 def test_reward_model_judge_through_the_runner_scores_each_text_once(reward_model, tmp_path):
-    from judges.runner import JudgeConfig, judge
-    from tests.judges.test_runner import seed_store
+    from evalharness.judging import JudgeConfig, judge
+    from tests.test_judging import seed_store
 
     store = seed_store(tmp_path / "s.duckdb", {"a": ["great", "lovely", "slow", "fine"],
                                                "b": ["awful", "rude", "clean", "fine"]})

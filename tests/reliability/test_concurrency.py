@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from evalharness import plugins
+from evalharness.judging import JudgeConfig, judge
 from evalharness.store import Store
 from judges.base import Verdict
-from judges.runner import JudgeConfig, judge
 from tests.judges.loopback import Loopback, mt_bench_judge, prefer_longer
 from tests.reliability.helpers import Started, cli_env, count, invoke, snapshot
 from tests.reliability.test_kill_resume import KEY, seed_pairs

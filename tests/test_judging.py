@@ -7,9 +7,9 @@ import pytest
 from evalharness import plugins
 from evalharness.config import ConfigError
 from evalharness.hashing import content_hash
+from evalharness.judging import JudgeConfig, judge
 from evalharness.store import Store, bulk_insert, now
 from judges.base import Verdict
-from judges.runner import JudgeConfig, judge
 
 PROMPTS = ["p1", "p2", "p3", "p4"]
 
