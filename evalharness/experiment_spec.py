@@ -53,7 +53,7 @@ def bind_spec(cls: type, values: dict[str, Any], where: str):
     """``config.bind`` with the spec's own range errors prefixed by where they are, like the binder's own."""
     try:
         return bind(cls, values, where)
-    except ConfigError as e:
+    except (ConfigError, LookupError) as e:  # LookupError: an unknown backend, with its "did you mean"
         if str(e).startswith(where):
             raise
         raise ConfigError(f"{where}: {e}") from None
@@ -80,14 +80,14 @@ def check_judge_spec(spec: str, where: str) -> None:
     from judges.base import parse_judge_spec
 
     check_text(where, spec)
-    name, args = parse_judge_spec(spec)
-    factory = registry("judges").get(name)
-    check = getattr(factory, "check_spec", None)
-    if check is not None:
-        try:
+    try:
+        name, args = parse_judge_spec(spec)
+        factory = registry("judges").get(name)
+        check = getattr(factory, "check_spec", None)
+        if check is not None:
             check(args)
-        except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
+    except (ValueError, LookupError) as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 @dataclass

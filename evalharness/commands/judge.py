@@ -40,7 +40,7 @@ def judge_command(
         from evalharness.judging import judge as run_judge
 
         options = {"base_url": base_url, "model": model, "concurrency": concurrency}
-        _check_counts(limit, samples)
+        _check_limit(limit)
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
                           vs_reference, prompts, path, limit, samples, judge_options=options)
         report = run_judge(cfg, Store(str(store)), progress=progress)
@@ -57,8 +57,7 @@ def _print_leaderboard(store: str, judge_id: str, prompts: str, baseline: str | 
     typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline), nl=False)
 
 
-def _check_counts(limit: int | None, samples: int) -> None:
+def _check_limit(limit: int | None) -> None:
     from evalharness import limits
 
     limits.count("--limit", limit, none=True)  # checked even when every model is sampled already and it goes unused
-    limits.count("--samples", samples)
