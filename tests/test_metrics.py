@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from evalharness import metrics as M
 from evalharness.config import ConfigError, DataConfig, TrainConfig
-from evalharness.metrics_eval import EvalConfig, evaluate
-from evalharness.metrics_pairs import score_seqs
+from evalharness.evaluation import EvalConfig, evaluate
+from evalharness.evaluation.pairs import score_seqs
 from evalharness.scoring import Seq
 from evalharness.stats import resample_counts
 from evalharness.store import Store
@@ -341,8 +341,8 @@ def test_evaluate_end_to_end_stores_every_metric_with_its_ci(trained):
 def test_margin_correlation_with_a_judge_reads_its_stored_scores_and_computes_the_rest(trained):
     from evalharness.data.synthetic import oracle_reward
     from evalharness.data.types import as_messages
+    from evalharness.evaluation.pairs import load_held_out
     from evalharness.hashing import content_hash
-    from evalharness.metrics_pairs import load_held_out
     from evalharness.store import now
 
     store, _, data = trained

@@ -36,8 +36,8 @@ def evaluate(
     """Statistical metrics of checkpoints on held-out pairs and on their stored samples. Re-running computes nothing new."""
     with user_errors():
         from evalharness.config import DataConfig
-        from evalharness.metrics_eval import EvalConfig
-        from evalharness.metrics_eval import evaluate as run_eval
+        from evalharness.evaluation import EvalConfig
+        from evalharness.evaluation import evaluate as run_eval
         from evalharness.store import Store
         from evalharness.textsafe import escape_controls
 

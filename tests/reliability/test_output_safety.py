@@ -234,7 +234,7 @@ SUMMARIES = {
     "train": (["train", "--loss", "dpo", "--model", "tiny-llama"],
               {"evalharness.training.train_command": lambda *a, **k: iter([f"run abc ({EVIL}): 2 steps"])}),
     "generate": (["generate", "-c", "tiny-llama"], {"evalharness.generate.generate": lambda *a, **k: [_Line()]}),
-    "eval": (["eval", "-c", "tiny-llama"], {"evalharness.metrics_eval.evaluate": lambda *a, **k: [_Line()]}),
+    "eval": (["eval", "-c", "tiny-llama"], {"evalharness.evaluation.evaluate": lambda *a, **k: [_Line()]}),
     "diagnose": (["diagnose", "gradients", "-c", "tiny-llama"], {"evalharness.diagnose.run": lambda *a, **k: _Line()}),
     "import": (["import", "alpaca-eval", "."], {"evalharness.importers.import_alpaca_eval": lambda *a, **k: _Line()}),
 }

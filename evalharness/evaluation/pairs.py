@@ -19,10 +19,10 @@ from typing import Any
 
 from evalharness.config import ConfigError, DataConfig
 from evalharness.data.types import PreferencePair
+from evalharness.evaluation.common import CheckpointReport, EvalConfig, LazyModel, Planned, reference_key, write_rows
 from evalharness.generate import Target
 from evalharness.hashing import content_hash
 from evalharness.metrics import CORRELATIONS, PAIR_METRICS, REFERENCE_METRICS
-from evalharness.metrics_eval import CheckpointReport, EvalConfig, LazyModel, Planned, reference_key, write_rows
 from evalharness.store import Store
 
 HELD_OUT_TEMPERATURE = 1.0  # held-out log-probs are the model's own distribution, as perplexity is defined

@@ -1,8 +1,7 @@
-"""`evalharness eval`: statistical metrics of checkpoints on held-out pairs and on their stored samples, resumably.
+"""What every part of `evalharness eval` shares: the bound config, metric rows and their keys, per-checkpoint reports.
 
-Held-out pair metrics are computed in ``metrics_pairs``, KL from the ``generations`` table in ``metrics_samples``, the
-statistics themselves in ``metrics``. This module binds the config, keys and stores the rows, and runs the two parts
-for each checkpoint.
+Held-out pair metrics are computed in ``evaluation.pairs``, KL from the ``generations`` table in ``evaluation.samples``,
+the statistics themselves in ``metrics``; ``evaluation.run`` runs the two parts for each checkpoint.
 
 Every stored row is keyed by ``metric_id = hash(checkpoint, dataset, metric, settings)``, where ``dataset`` is the
 dataset name plus a hash of what was read (the held-out pair ids, or the generation ids) and ``settings`` what changes
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.config import ConfigError, DataConfig
-from evalharness.generate import Target, resolve_target
+from evalharness.generate import Target
 from evalharness.hashing import content_hash
-from evalharness.metrics import CORRELATIONS, METRICS, PAIR_METRICS, REFERENCE_METRICS, SAMPLE_METRICS, Estimate
+from evalharness.metrics import METRICS, Estimate
 from evalharness.store import Store, bulk_insert, code_version, now
 
 
@@ -244,44 +243,3 @@ def reference_key(path: str) -> str:
     from evalharness.models import model_fingerprint, resolve_model
 
     return "model:" + model_fingerprint(resolve_model(path))
-
-
-# ---------------------------------------------------------------------------------------------------- evaluate
-
-
-def evaluate(cfg: EvalConfig, store: Store, progress: bool = True) -> list[CheckpointReport]:
-    """Compute the missing metrics of every checkpoint in ``cfg`` and store them; return one report per checkpoint."""
-    from evalharness.metrics_pairs import judge_scores, load_held_out, pair_rows, pair_settings
-    from evalharness.metrics_samples import sample_metrics
-
-    wanted = list(cfg.metrics or METRICS)
-    held_out = None
-    if set(wanted) & set(PAIR_METRICS + REFERENCE_METRICS + CORRELATIONS):
-        held_out = load_held_out(cfg.data)  # bad data fails here, before anything is loaded or written
-    targets = []
-    for spec in cfg.checkpoints:
-        target, run = resolve_target(spec, store, cfg.reference), _run_of(spec, store)
-        if held_out is not None:
-            pair_settings(cfg, run)  # a flag that contradicts the run's lengths fails before any checkpoint runs
-        targets.append((target, run))
-    if held_out is not None and cfg.judge and set(wanted) & set(CORRELATIONS):
-        held_out.scores = judge_scores(store, cfg.judge, held_out.pairs)
-    reports = []
-    for target, run in targets:
-        report = CheckpointReport(target.label, target.key)
-        policy = LazyModel(target.path)
-        if held_out is not None:
-            pair_rows(cfg, store, target, run, held_out, wanted, policy, report, progress)
-        if set(wanted) & set(SAMPLE_METRICS):
-            sample_metrics(cfg, store, target, wanted, policy, report, progress)
-        for m in wanted:
-            if not any(r.metric == m for r in report.rows):
-                report.skipped.setdefault(m, "nothing to compute it from")
-        reports.append(report)
-    return reports
-
-
-def _run_of(spec: str, store: Store) -> dict[str, Any] | None:
-    if Path(spec).exists() or not Path(store.path).exists():
-        return None
-    return store.get_run(spec.partition(":")[0])

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evalharness.evaluation.common import CheckpointReport, EvalConfig, LazyModel, Planned, reference_key, write_rows
 from evalharness.generate import Target
 from evalharness.hashing import content_hash
-from evalharness.metrics_eval import CheckpointReport, EvalConfig, LazyModel, Planned, reference_key, write_rows
 from evalharness.store import Store
 
 _COLUMNS = ("generation_id", "prompt_id", "turn", "sampling", "temperature", "backend", "reference", "policy_logp",
@@ -132,7 +132,7 @@ def _checkpoint_keys(store: Store, ref: str, ref_path: str | None) -> list[str]:
 def _forward_rows(cfg, store, target, group, prompt_set, sampling, backend, ref_keys, base, policy, report,
                   progress) -> None:
     from evalharness import metrics as M
-    from evalharness.metrics_pairs import score_seqs
+    from evalharness.evaluation.pairs import score_seqs
     from evalharness.scoring import Seq
 
     if target.key in ref_keys:
