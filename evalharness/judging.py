@@ -24,7 +24,8 @@ from typing import Any
 from evalharness.config import ConfigError
 from evalharness.data.types import Message
 from evalharness.hashing import content_hash
-from evalharness.store import Store, bulk_insert, now
+from evalharness.store import Store, now
+from evalharness.store_rows import GenerationRecord, JudgmentRecord, ScoreRecord, score_key
 from judges.base import Comparison, Judge, Verdict, can_score, verdict_from_scores
 
 REFERENCE = "reference"
@@ -200,16 +201,16 @@ def _labels(store: Store, prompt_set: str) -> list[str]:
 def reference_side(store: Store, prompt_set: str) -> Side:
     """The prompt set's reference answers as generations of a pseudo-model ``reference:<set>`` (stored once)."""
     key = f"{REFERENCE}:{prompt_set}"
-    with store.transaction() as con:
+    with store.connect() as con:
         rows = con.execute("SELECT prompt_id, reference FROM prompts WHERE prompt_set = ? AND reference IS NOT NULL "
                            "AND reference <> ''", [prompt_set]).fetchall()
-        if not rows:
-            raise ConfigError(f"prompt set {prompt_set!r} has no reference answers in the store: --vs-reference needs "
-                              "a set that carries them (mt-bench, vicuna-bench, alpaca-eval, arena-hard)")
-        new = [(content_hash(["reference-answer", key, pid, text]), key, REFERENCE, None, pid, 1, 0, "{}", None,
-                "reference", None, None, text, None, None, None, False, None, None, None, None, now())
-               for pid, text in rows]
-        bulk_insert(con, "INSERT OR IGNORE INTO generations", new)
+    if not rows:
+        raise ConfigError(f"prompt set {prompt_set!r} has no reference answers in the store: --vs-reference needs "
+                          "a set that carries them (mt-bench, vicuna-bench, alpaca-eval, arena-hard)")
+    store.insert_generations([
+        GenerationRecord(content_hash(["reference-answer", key, pid, text]), key, REFERENCE, None, pid, 1, 0, "{}",
+                         None, "reference", None, None, text, None, None, None, False, None, None, created_at=now())
+        for pid, text in rows])
     return Side(key, REFERENCE)
 
 
@@ -311,13 +312,8 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
                 report.prompt_tokens += v.prompt_tokens or 0
                 report.completion_tokens += v.completion_tokens or 0
                 report.cost += v.cost or 0.0
-        with store.transaction() as con:
-            # Only a failed row is replaced: a verdict another process stored meanwhile keeps its tokens and cost.
-            retried = [t.judgment_id for t in part if t.failed_row]
-            if retried:
-                con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
-                            [retried])
-            bulk_insert(con, "INSERT OR IGNORE INTO judgments", rows)
+        # One transaction per chunk; a row whose earlier call failed is replaced, a stored verdict never is.
+        store.insert_judgments(rows, replace_failed=[t.judgment_id for t in part if t.failed_row])
         cached.update((k, v) for k, v in verdicts.items() if v.winner != "failed")
         bar.update(len(part))
     bar.close()
@@ -348,30 +344,31 @@ def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], rep
             items.setdefault(sid, (t.comparison.messages, text, gen, t.prompt_id))
             ids.append(sid)
         per_task.append(ids)
-    with store.connect() as con:
-        known = dict(con.execute("SELECT score_id, score FROM scores JOIN (SELECT unnest(?) AS k) ON score_id = k",
-                                 [list(items)]).fetchall())
-    missing = [sid for sid in items if sid not in known]
-    if missing:
-        values = judge_obj.score([(items[s][0], items[s][1]) for s in missing])
-        rows = [(s, judge_obj.id, judge_obj.version, items[s][2], items[s][3], float(v), now())
-                for s, v in zip(missing, values)]
-        with store.transaction() as con:
-            bulk_insert(con, "INSERT OR IGNORE INTO scores", rows)
-        known.update({s: float(v) for s, v in zip(missing, values)})
-        report.scored += len(missing)
+    known, scored = pointwise_scores(store, judge_obj, items)
+    report.scored += scored
     margin = float(getattr(judge_obj, "tie_margin", 0.0) or 0.0)
     return [verdict_from_scores(known[a], known[b], margin) for a, b in per_task]
 
 
-def score_key(judge_obj: Judge, messages, text: str) -> str:
-    """The ``scores`` key of one response under a pointwise judge: hash(judge id, version, template, conversation, text)."""
-    return content_hash(["score", judge_obj.id, judge_obj.version, judge_obj.template, [list(m) for m in messages],
-                         text])
+def pointwise_scores(store: Store, judge_obj: Judge, items: dict[str, tuple], write: bool = True,
+                     ) -> tuple[dict[str, float], int]:
+    """The scores cache that judging, the eval's reward metrics and on-policy pairs share. ``items`` maps
+    ``score_key(judge, messages, text)`` to (messages, text, generation id, prompt id): scores stored under a key are
+    read, the rest scored in one call and, with ``write``, stored. Returns (score by key, how many were scored now)."""
+    known = store.get_scores(list(items))
+    missing = [k for k in items if k not in known]
+    if missing:
+        values = [float(v) for v in judge_obj.score([(items[k][0], items[k][1]) for k in missing])]
+        if write:
+            store.insert_scores([ScoreRecord(k, judge_obj.id, judge_obj.version, items[k][2], items[k][3], v, now())
+                                 for k, v in zip(missing, values)])
+        known.update(zip(missing, values))
+    return known, len(missing)
 
 
-def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> tuple:
-    return (t.judgment_id, t.cache_key, judge_obj.id, judge_obj.version, judge_obj.template, t.prompt_id, t.turn,
-            t.sample_index, t.pair_id, t.a.key, t.b.key, t.swapped, t.gen_first, t.gen_second, v.winner,
-            v.probability, v.raw, None if reused else v.latency, None if reused else v.prompt_tokens,
-            None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now())
+def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> JudgmentRecord:
+    return JudgmentRecord(
+        t.judgment_id, t.cache_key, judge_obj.id, judge_obj.version, judge_obj.template, t.prompt_id, t.turn,
+        t.sample_index, t.pair_id, t.a.key, t.b.key, t.swapped, t.gen_first, t.gen_second, v.winner, v.probability,
+        v.raw, None if reused else v.latency, None if reused else v.prompt_tokens,
+        None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now())
