@@ -33,20 +33,11 @@ from typing import Any
 from evalharness.data.prompts import make_prompt
 from evalharness.data.types import DataError
 from evalharness.hashing import content_hash
+from evalharness.imported import JUDGE_PREFIX, JUDGE_VERSION
 from evalharness.store import Store, now
 from evalharness.store_rows import GenerationRecord, JudgmentRecord, PromptRecord
 
 PROMPT_SET = "alpaca-eval"
-JUDGE_PREFIX = "alpaca-eval:"
-JUDGE_VERSION = "imported"
-# AlpacaEval's win rate is the mean of (preference - 1): a draw counts half and a weighted annotator's probability
-# counts as it is, which is the leaderboard's "average" tie policy.
-NATIVE_TIES = "average"
-
-
-def native_ties(judge: str, version: str) -> str | None:
-    """The tie policy an imported judge's own leaderboard uses, or None for judges with no policy of their own."""
-    return NATIVE_TIES if judge.startswith(JUDGE_PREFIX) and version == JUDGE_VERSION else None
 OUTPUTS = "model_outputs.json"
 ANNOTATIONS = "annotations.json"
 

@@ -174,7 +174,8 @@ def judges_report(store, judges: list[str] | None = None, reference: str | None 
     from dataclasses import asdict
 
     from leaderboards.query import LeaderboardError, judge_variants, read_store, select_judge
-    from leaderboards.render import Column, Table, num, text
+    from leaderboards.render import num, text
+    from leaderboards.table import Column, Table
 
     with read_store(store) as con:
         variants = judge_variants(con, prompt_set)

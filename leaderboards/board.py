@@ -53,7 +53,7 @@ class LeaderboardConfig:
     judge: str | None = None  # JUDGE or JUDGE@VERSION; None: the only judge in the store
     baseline: str | None = None  # a checkpoint key, label or key prefix
     prompt_set: str | None = None
-    ties: str | None = None  # None: the judge's own policy (``evalharness.importers.native_ties``), else "tie"
+    ties: str | None = None  # None: the judge's own policy (``evalharness.imported.native_ties``), else "tie"
     n_resamples: int = 1000  # bootstrap resamples of prompts
     seed: int = 0
     level: float = 0.95
@@ -125,7 +125,7 @@ def default_baseline(pairs: query.PairTable) -> int | None:
 
 def tie_policy(cfg: LeaderboardConfig, variant: query.JudgeVariant) -> tuple[str, bool]:
     """The tie policy and whether it is the judge's own (no ``--ties`` given and the judge declares one)."""
-    from evalharness.importers import native_ties
+    from evalharness.imported import native_ties
 
     if cfg.ties is not None:
         return cfg.ties, False
@@ -141,7 +141,7 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
     per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none)."""
     labels = {k: i.label for k, i in info.items()}
     if cfg.baseline is not None:
-        baseline = pairs.models.index(query.resolve_model(cfg.baseline, pairs.models, labels))
+        baseline = pairs.models.index(query.resolve_label(cfg.baseline, pairs.models, labels))
     else:
         baseline = default_baseline(pairs)
     ties, own_ties = tie_policy(cfg, variant)
@@ -345,7 +345,8 @@ def _num(x) -> float | None:
 
 def leaderboard_table(board: Leaderboard):
     """The leaderboard as a renderable ``Table``: display columns for humans, every field for CSV/JSON."""
-    from leaderboards.render import Column, Table, num, sig, text, with_ci
+    from leaderboards.render import num, sig, text, with_ci
+    from leaderboards.table import Column, Table
 
     level = int(round(100 * board.meta.get("level", 0.95)))
 

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import math
 import re
+from typing import Any
 
-from leaderboards.render import Table, html_escape
+from evalharness.textsafe import escape_controls
+from leaderboards.table import Table
+
+
+def html_escape(s: Any) -> str:
+    """Text safe in HTML, as an element's text or a quoted attribute; control and bidi characters as visible escapes
+    (an entity would still reorder the line)."""
+    return html.escape(escape_controls("" if s is None else s, keep=_WHITESPACE), quote=True)
+
+
+_WHITESPACE = "\t\n\r"
 
 CSS = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d2329; }

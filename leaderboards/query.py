@@ -310,7 +310,7 @@ def _beta(params: dict[str, Any]) -> float | None:
     return None
 
 
-def resolve_model(name: str, keys: list[str], labels: dict[str, str]) -> str:
+def resolve_label(name: str, keys: list[str], labels: dict[str, str]) -> str:
     """A checkpoint key from a key, a label or a unique key prefix (``--baseline``)."""
     if name in keys:
         return name

@@ -10,38 +10,15 @@ Every format but CSV writes control and bidi characters as visible escapes (``\\
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from evalharness.textsafe import csv_cell, csv_value, escape_controls, escape_json
+from leaderboards.table import Table
 
 FORMATS = ("table", "md", "csv", "json", "html")
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    show: Callable[[dict[str, Any]], str]  # the cell text for a row ("" for blank)
-    sort_key: str | None = None  # the raw field HTML sorts this column by (numeric when the values are numbers)
-    align: str = "right"
-
-
-@dataclass
-class Table:
-    title: str
-    fields: list[str]  # the raw keys of each row, in order (CSV/JSON)
-    rows: list[dict[str, Any]]
-    columns: list[Column]
-    meta: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def visible(self) -> list[Column]:
-        return [c for c in self.columns if any(c.show(r) for r in self.rows)]
 
 
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> str:
@@ -152,12 +129,6 @@ def md_escape(s: str) -> str:
     s = _one_line(s)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return s.translate(str.maketrans({c: "\\" + c for c in "\\`*_[]|#"}))
-
-
-def html_escape(s: Any) -> str:
-    """Text safe in HTML, as an element's text or a quoted attribute; control and bidi characters as visible escapes
-    (an entity would still reorder the line)."""
-    return html.escape(escape_controls("" if s is None else s, keep=_WHITESPACE), quote=True)
 
 
 _WHITESPACE = "\t\n\r"
