@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from evalharness.config import ConfigError, DataConfig
 from evalharness.generate import Target
 from evalharness.hashing import content_hash
 from evalharness.metrics import METRICS, Estimate
-from evalharness.store import Store, bulk_insert, code_version, now
+from evalharness.store import Store, code_version, now
+from evalharness.store_rows import MetricRecord
 
 
 @dataclass
@@ -152,16 +152,10 @@ def metric_id(checkpoint: str, dataset: str, metric: str, settings: dict[str, An
 
 
 def stored_rows(store: Store, ids: list[str]) -> dict[str, MetricRow]:
-    if not ids or not Path(store.path).exists():
-        return {}
-    with store.connect() as con:
-        cur = con.execute("SELECT metric_id, checkpoint, label, dataset, metric, value, n, se, ci_low, ci_high, settings "
-                          "FROM metrics JOIN (SELECT unnest(?) AS k) ON metric_id = k", [list(ids)])
-        rows = cur.fetchall()
     out = {}
-    for r in rows:
-        settings = json.loads(r[10]) if isinstance(r[10], str) else (r[10] or {})
-        out[r[0]] = MetricRow(*r[:10], settings=settings, cached=True, note=settings.pop("note", ""))
+    for r in store.get_metrics(ids).values():
+        settings = json.loads(r.settings) if isinstance(r.settings, str) else (r.settings or {})
+        out[r.metric_id] = MetricRow(*r[:10], settings=settings, cached=True, note=settings.pop("note", ""))
     return out
 
 
@@ -170,11 +164,11 @@ def write_rows(store: Store, rows: list[MetricRow], extra: dict[str, Any]) -> No
     if not rows:
         return
     version, created = code_version(), now()
-    values = [(r.metric_id, r.checkpoint, r.label, r.dataset, r.metric, r.value, r.n, r.se, r.ci_low, r.ci_high,
-               json.dumps({**r.settings, **extra, **({"note": r.note} if r.note else {})}, sort_keys=True),
-               version, created) for r in rows]
-    with store.transaction() as con:
-        bulk_insert(con, "INSERT OR IGNORE INTO metrics", values)
+    store.insert_metrics([
+        MetricRecord(r.metric_id, r.checkpoint, r.label, r.dataset, r.metric, r.value, r.n, r.se, r.ci_low, r.ci_high,
+                     json.dumps({**r.settings, **extra, **({"note": r.note} if r.note else {})}, sort_keys=True),
+                     version, created)
+        for r in rows])
 
 
 class Planned:

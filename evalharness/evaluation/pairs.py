@@ -90,19 +90,13 @@ def judge_scores(store: Store, spec: str, pairs: list[PreferencePair]) -> tuple[
         raise ConfigError(str(e)) from None
     if not can_score(judge):
         raise ConfigError(f"judge {spec!r} gives no pointwise scores; the margin correlation needs a score per text")
-    from evalharness.judging import score_key
+    from evalharness.judging import pointwise_scores
+    from evalharness.store_rows import score_key
 
     items = [(as_messages(x), y) for p in pairs for x, y in ((p.x_pos, p.y_pos), (p.x_neg, p.y_neg))]
     keys = [score_key(judge, msgs, y) for msgs, y in items]
-    known: dict[str, float] = {}
-    if Path(store.path).exists():
-        with store.connect() as con:
-            known = dict(con.execute("SELECT score_id, score FROM scores JOIN (SELECT unnest(?) AS k) ON score_id = k",
-                                     [keys]).fetchall())
-    todo = [i for i, k in enumerate(keys) if k not in known]
-    if todo:
-        for i, value in zip(todo, judge.score([items[i] for i in todo])):
-            known[keys[i]] = float(value)
+    known, _ = pointwise_scores(store, judge, {k: (msgs, y, None, None) for k, (msgs, y) in zip(keys, items)},
+                                write=False)
     values = [known[k] for k in keys]
     return f"judge {judge.id} v{judge.version} {judge.template}".rstrip(), values[0::2], values[1::2]
 
