@@ -117,7 +117,8 @@ def generate(
     path: Optional[str] = typer.Option(None, help="Local file of the prompt set."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
     n: int = typer.Option(4, help="Samples per prompt."),
-    temperature: float = typer.Option(0.8, help="Sampling temperature; log-probs are taken at it."),
+    temperature: str = typer.Option("0.8", help="Sampling temperature, log-probs taken at it; 0 is greedy (log-probs "
+                                                 "at 1); fastchat: FastChat's per-category MT-Bench temperatures."),
     top_p: float = typer.Option(1.0),
     max_new_tokens: int = typer.Option(256),
     seed: int = typer.Option(0, help="Base seed; each sample's seed derives from it, the prompt and its index."),
@@ -132,12 +133,12 @@ def generate(
     with user_errors():
         from evalharness.generate import GenerateConfig
         from evalharness.generate import generate as run_generate
-        from evalharness.generation.base import Sampling
+        from evalharness.generation.base import Sampling, parse_temperature
         from evalharness.store import Store
         from evalharness.textsafe import escape_controls
 
         try:
-            sampling = Sampling(temperature, top_p, max_new_tokens, seed)
+            sampling = Sampling(parse_temperature(temperature), top_p, max_new_tokens, seed)
         except ValueError as e:
             from evalharness.config import ConfigError
 

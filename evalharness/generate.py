@@ -5,6 +5,12 @@ what is missing and an interrupted run resumes where it stopped (rows are writte
 own seed derived from (seed, prompt, turn, sample index): a sample does not depend on the batch it was drawn in.
 Multi-turn sets (MT-Bench) condition turn t on this sample's own answer at turn t-1. After sampling, every sample is
 scored by the reference model at the same temperature, so KL needs no re-generation.
+
+Temperature 0 decodes greedily; its log-probs (policy and reference) are at temperature 1, and the ``temperature``
+column of a generation holds the temperature its log-probs are at (``Sampling.logprob_temperature``), which is what
+reference scoring and KL read. A greedy sample is not a draw from the policy, so KL over greedy samples is not a
+Monte-Carlo estimate of KL(π || ref). A temperature rule (``--temperature fastchat``) samples each prompt at its
+category's temperature; the rule's name is in the sampling JSON and the key, each row's column has its own temperature.
 """
 
 from __future__ import annotations
@@ -232,12 +238,13 @@ def _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, rep
             ids = ids[-cfg.max_prompt_length :] if cut else ids
             requests.append(Request(tuple(ids), request_seed(cfg.sampling.seed, prompt.id, turn, index)))
             meta.append((key, prompt, index, text, ids, cut))
-        samples = generator.generate(requests, cfg.sampling)
+        samplings = [cfg.sampling.for_category(m[1].meta.get("category") if m[1].meta else None) for m in meta]
+        samples = _generate_by_sampling(generator, requests, samplings)
         rows = []
-        for (key, prompt, index, text, ids, cut), s in zip(meta, samples):
+        for (key, prompt, index, text, ids, cut), s, sampling in zip(meta, samples, samplings):
             rows.append(GenerationRecord(
                 key, target.key, target.label, target.path, prompt.id, turn, index,
-                json.dumps(dataclasses.asdict(cfg.sampling)), cfg.sampling.temperature, backend, text, list(ids),
+                json.dumps(dataclasses.asdict(cfg.sampling)), sampling.logprob_temperature, backend, text, list(ids),
                 s.text, list(s.token_ids), len(s.token_ids), s.finish_reason, cut, s.logp, list(s.token_logps),
                 created_at=now()))
             report.generated += 1
@@ -245,6 +252,18 @@ def _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, rep
         store.insert_generations(rows)
         bar.update(len(part))
     bar.close()
+
+
+def _generate_by_sampling(generator, requests: list[Request], samplings: list[Sampling]) -> list:
+    """Samples in request order; one backend call per distinct sampling (a temperature rule mixes temperatures)."""
+    out: list = [None] * len(requests)
+    groups: dict[Sampling, list[int]] = {}
+    for i, sampling in enumerate(samplings):
+        groups.setdefault(sampling, []).append(i)
+    for sampling, idx in groups.items():
+        for i, sample in zip(idx, generator.generate([requests[i] for i in idx], sampling)):
+            out[i] = sample
+    return out
 
 
 def score_reference(store: Store, target: Target, cfg: GenerateConfig, progress: bool) -> int:

@@ -7,9 +7,10 @@ across batch shapes only up to float noise (~1e-7), which flips a token only whe
 bucket edge.
 
 Each step: logits / T, then the log-prob of the sampled token is read from ``log_softmax(logits / T)`` over the FULL
-vocabulary, before top-p truncation, so it equals what ``trainers.logps.sequence_logps`` computes at temperature T
-(the policy's own log-likelihood at that temperature, the quantity KL estimates need). Top-p only restricts which
-token may be drawn: the draw is from the nucleus renormalised. A row stops at an eos id (the tokenizer's and the
+vocabulary, before top-p truncation, so it equals what ``evalharness.scoring.sequence_logps`` computes at temperature
+T (the policy's own log-likelihood at that temperature, the quantity KL estimates need). Top-p only restricts which
+token may be drawn: the draw is from the nucleus renormalised. Temperature 0 is greedy: the argmax, no draw, and
+log-probs at temperature 1 (``Sampling.logprob_temperature``). A row stops at an eos id (the tokenizer's and the
 generation config's), at a stop string (found in its decoded text), at ``max_new_tokens`` or at the model's maximum
 length; finished rows are dropped from the batch and from the KV cache.
 """
@@ -79,6 +80,7 @@ class HFGenerator:
         budget = [min(sampling.max_new_tokens, self.max_length - len(r.prompt_ids)) if self.max_length
                   else sampling.max_new_tokens for r in requests]
         rngs = [torch.Generator().manual_seed(r.seed) for r in requests]
+        temperature = sampling.logprob_temperature  # 1 for greedy: its log-probs are the model's own
         tokens: list[list[int]] = [[] for _ in requests]
         logps: list[list[float]] = [[] for _ in requests]
         ends: list[tuple[str, str] | None] = [None] * n  # (finish_reason, text)
@@ -88,10 +90,13 @@ class HFGenerator:
             out = self.model(input_ids=inputs, attention_mask=attn, position_ids=input_pos, past_key_values=cache,
                              use_cache=True)
             cache = out.past_key_values
-            scaled = out.logits[:, -1].float() / sampling.temperature
-            # One uniform per row per step, from that row's own generator (on the CPU, so streams match on any device).
-            u = torch.stack([torch.rand((), generator=rngs[i], dtype=torch.float64) for i in active]).to(dev)
-            picked = sample_top_p(scaled, sampling.top_p, u)
+            scaled = out.logits[:, -1].float() / temperature
+            if sampling.greedy:
+                picked = scaled.argmax(-1)
+            else:
+                # One uniform per row per step, from the row's own generator (on the CPU: the same stream anywhere).
+                u = torch.stack([torch.rand((), generator=rngs[i], dtype=torch.float64) for i in active]).to(dev)
+                picked = sample_top_p(scaled, sampling.top_p, u)
             picked_logp = scaled.log_softmax(-1).gather(-1, picked[:, None])[:, 0]
             keep = []
             for row, (i, tok, lp) in enumerate(zip(active, picked.tolist(), picked_logp.tolist())):

@@ -8,7 +8,8 @@ mean. So the temperature is moved into the model: its logits layer's ``scale`` i
 through ``LLM.apply_model``, requests sample at temperature 1 with the same top_p (the same distribution as sampling
 at T), and the raw log-probs are log_softmax(logits / T) before top-p. Measured against ``sequence_logps``: within
 1.2e-6 (float32, tiny models), for top_p = 1 and top_p < 1 alike. Every request of one ``generate`` call shares its
-temperature, so the scale is set once per call.
+temperature, so the scale is set once per call. Temperature 0 (greedy) keeps the model's own scale and asks vLLM for
+temperature 0, so the log-probs are at temperature 1, as the hf backend's.
 
 On CPU the engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set before
 vLLM starts; ``apply_model`` passes a Python function to the model, which needs the in-process engine), eager mode on
@@ -108,9 +109,11 @@ class VLLMGenerator:
             if self.max_model_len and len(r.prompt_ids) >= self.max_model_len:
                 raise ValueError(f"a prompt of {len(r.prompt_ids)} tokens leaves no room to generate within "
                                  f"max_model_len {self.max_model_len}")
-        self._use_temperature(sampling.temperature)
+        self._use_temperature(sampling.logprob_temperature)
         stop = list(sampling.stop) or None
-        params = [SamplingParams(n=1, seed=r.seed, temperature=1.0, top_p=sampling.top_p,
+        # Greedy asks vLLM for temperature 0 (its argmax) with the logits at scale 1: raw log-probs at temperature 1.
+        temperature, top_p = (0.0, 1.0) if sampling.greedy else (1.0, sampling.top_p)
+        params = [SamplingParams(n=1, seed=r.seed, temperature=temperature, top_p=top_p,
                                  max_tokens=sampling.max_new_tokens, stop=stop, logprobs=0) for r in requests]
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
         group = PROGRESS_GROUP if progress is not None else max(len(requests), 1)

@@ -120,6 +120,17 @@ def test_hf_low_temperature_small_top_p_is_greedy_whatever_the_seed(llama):
     assert samples[3].token_ids != expected  # a different prompt: the check above is not vacuous
 
 
+def test_hf_temperature_zero_is_the_argmax_with_log_probs_at_temperature_one(llama):
+    requests = [Request(PROMPTS[3], seed) for seed in range(2)] + [Request(PROMPTS[1], 5)]
+    samples = llama.generate(requests, Sampling(temperature=0, top_p=0.5, max_new_tokens=16))
+    for r, s in zip(requests, samples):
+        greedy = _greedy_reference(llama.model, r.prompt_ids, 16)
+        assert s.token_ids == (greedy[: greedy.index(2) + 1] if 2 in greedy else greedy)
+    assert samples[0].token_ids == samples[1].token_ids  # the seed changes nothing
+    ref = _forward_logps(llama.model, requests, samples, 1.0)
+    assert max(_max_gap(s.token_logps, r) for s, r in zip(samples, ref)) < LOGP_TOL
+
+
 def _stop_after(tokens, tokenizer, n_chars):
     """A stop string of ``n_chars`` printable ASCII bytes that first occurs in ``tokens`` (one byte per token in the
     tiny tokenizer), and the index of the token that completes it."""
@@ -227,6 +238,7 @@ def _vllm_jobs(path, stop):
             "tempered": {"requests": reqs, "sampling": {**asdict(SAMPLED), "top_p": 1.0, "temperature": 1.3}},
             "seeds": {"requests": [[list(PROMPTS[1]), s] for s in range(4)], "sampling": asdict(SAMPLED)},
             "greedy": {"requests": reqs, "sampling": asdict(GREEDY)},
+            "argmax": {"requests": reqs, "sampling": {**asdict(GREEDY), "temperature": 0}},
             "greedy_stop": {"requests": reqs[2:3], "sampling": {**asdict(GREEDY), "max_new_tokens": 64, "stop": stop}},
         },
     }
@@ -277,6 +289,10 @@ def test_vllm_greedy_matches_hf_and_stops_like_it(vllm_run, llama):
     hf = llama.generate(_requests(), GREEDY)
     assert [s["token_ids"] for s in results["greedy"]] == [s.token_ids for s in hf]
     assert [s["text"] for s in results["greedy"]] == [s.text for s in hf]
+    assert [s["token_ids"] for s in results["argmax"]] == [s.token_ids for s in hf]  # temperature 0: greedy
+    argmax = [_as_sample(s) for s in results["argmax"]]
+    ref = _forward_logps(llama.model, _requests(), argmax, 1.0)  # and its log-probs at temperature 1
+    assert max(_max_gap(s.token_logps, r) for s, r in zip(argmax, ref)) < LOGP_TOL
     [cut] = results["greedy_stop"]
     assert cut["finish_reason"] == "stop" and cut["token_ids"] == greedy.token_ids[: j + 1]
     assert cut["text"] == llama.decode(greedy.token_ids[: j - 1])

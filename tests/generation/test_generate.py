@@ -92,7 +92,50 @@ def test_bad_sampling_and_unknown_prompt_set_are_clear(tmp_path):
     from evalharness.registry import RegistryError
 
     with pytest.raises(ValueError, match="temperature must be > 0"):
-        Sampling(temperature=0)
+        Sampling(temperature=1e-5)
+    with pytest.raises(ValueError, match=r"a number or a rule \(fastchat\)"):
+        Sampling(temperature="fastchta")
     with pytest.raises(RegistryError, match="did you mean 'mt-bench'"):
         generate(_cfg(prompts="mt-bnech"), Store(str(tmp_path / "s.duckdb")), progress=False)
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_greedy_stores_log_probs_at_temperature_one_and_the_reference_scores_them_there(tmp_path):
+    store = Store(str(tmp_path / "s.duckdb"))
+    generate(_cfg(sampling=Sampling(temperature=0, max_new_tokens=12), n=2), store, progress=False)
+    rows = _rows(store, "sample_index, text, temperature, policy_logp, reference_logp, sampling, prompt_id")
+    assert {r[2] for r in rows} == {1.0}  # the column says which temperature the log-probs are at
+    assert {json.loads(r[5])["temperature"] for r in rows} == {0}  # the sampling record says greedy
+    # The plain model is its own reference: scored at temperature 1 it gives back the sampler's log-probs. Before
+    # greedy existed the column would have held 0 and the reference pass divided the logits by it.
+    assert max(abs(r[3] - r[4]) for r in rows) < 1e-4
+    by_prompt = {}
+    for r in rows:
+        by_prompt.setdefault(r[6], set()).add(r[1])
+    assert all(len(texts) == 1 for texts in by_prompt.values())  # both samples of a prompt: the same argmax
+
+
+def test_the_fastchat_rule_samples_each_category_at_its_temperature(tmp_path):
+    data = tmp_path / "cats.jsonl"
+    cats = ["math", "writing", "stem", None]
+    data.write_text("\n".join(json.dumps({"id": f"q{i}", "prompt": f"Question {i}?", "category": c})
+                              for i, c in enumerate(cats)) + "\n")
+    store = Store(str(tmp_path / "s.duckdb"))
+    cfg = _cfg(prompts="jsonl", path=str(data), limit=None, n=2, sampling=Sampling("fastchat", max_new_tokens=8),
+               columns={"category": "category"})
+    [r] = generate(cfg, store, progress=False)
+    assert r.generated == 8
+    with store.connect() as con:
+        rows = con.execute("SELECT p.source_id, g.temperature, g.sampling, g.text, g.policy_logp, g.reference_logp "
+                           "FROM generations g JOIN prompts p USING (prompt_id)").fetchall()
+    temps = {r[0]: r[1] for r in rows}
+    # FastChat: math greedy (log-probs at 1), writing 0.7, stem 0.1, no category 0.7 (its default).
+    assert temps == {"q0": 1.0, "q1": 0.7, "q2": 0.1, "q3": 0.7}
+    assert {json.loads(r[2])["temperature"] for r in rows} == {"fastchat"}  # the rule is in the key and the record
+    texts = {}
+    for row in rows:
+        texts.setdefault(row[0], set()).add(row[3])
+    assert len(texts["q0"]) == 1  # greedy: both samples alike
+    assert max(abs(r[4] - r[5]) for r in rows) < 1e-4  # each row scored at its own temperature
+    [again] = generate(cfg, store, progress=False)
+    assert again.generated == 0  # the same rule is the same key
