@@ -180,5 +180,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE checkpoints ADD COLUMN fingerprint VARCHAR
         """,
     ),
+    (
+        "strong verdicts",
+        """
+        ALTER TABLE judgments ADD COLUMN strong BOOLEAN  -- the judge said much better (Arena-Hard's [[A>>B]]), NULL: no such level
+        """,
+    ),
+    (
+        "single-answer ratings",
+        """
+        CREATE TABLE ratings (
+            rating_id VARCHAR PRIMARY KEY,      -- hash(cache_key, generation)
+            cache_key VARCHAR,                  -- hash(judge id, version, template, conversation, references, answer)
+            judge VARCHAR,
+            judge_version VARCHAR,
+            template VARCHAR,
+            prompt_id VARCHAR,
+            turn INTEGER,
+            sample_index INTEGER,
+            model VARCHAR,                      -- checkpoint key of the rated model
+            generation_id VARCHAR,
+            rating DOUBLE,                      -- the grade (MT-Bench: 1 to 10), NULL unless status is rated
+            status VARCHAR,                     -- rated | unparsed | failed
+            raw VARCHAR,
+            latency DOUBLE,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost DOUBLE,
+            error VARCHAR,
+            created_at TIMESTAMP
+        )
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,6 +26,7 @@ from evalharness.store_rows import (
     JudgmentRecord,
     MetricRecord,
     PromptRecord,
+    RatingRecord,
     ScoreRecord,
     bulk_insert,
     insert_statement,
@@ -252,6 +253,14 @@ class Store:
         with self.transaction() as con:
             if replace_failed:
                 con.execute("DELETE FROM judgments WHERE verdict = 'failed' AND judgment_id IN (SELECT unnest(?))",
+                            [list(replace_failed)])
+            return _insert(con, rows) if rows else 0
+
+    def insert_ratings(self, rows: Sequence[RatingRecord], replace_failed: Sequence[str] = ()) -> int:
+        """As ``insert_judgments``, for single-answer ratings: only a failed row is replaced."""
+        with self.transaction() as con:
+            if replace_failed:
+                con.execute("DELETE FROM ratings WHERE status = 'failed' AND rating_id IN (SELECT unnest(?))",
                             [list(replace_failed)])
             return _insert(con, rows) if rows else 0
 

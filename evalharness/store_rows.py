@@ -81,6 +81,7 @@ class JudgmentRecord(NamedTuple):
     cost: float | None
     error: str | None
     created_at: datetime | None = None
+    strong: bool | None = None  # a strong verdict (Arena-Hard's [[A>>B]]); None for formats without levels
 
 
 class ScoreRecord(NamedTuple):
@@ -91,6 +92,29 @@ class ScoreRecord(NamedTuple):
     generation_id: str | None
     prompt_id: str | None
     score: float
+    created_at: datetime | None = None
+
+
+class RatingRecord(NamedTuple):
+    TABLE = "ratings"
+    rating_id: str
+    cache_key: str
+    judge: str
+    judge_version: str
+    template: str
+    prompt_id: str
+    turn: int
+    sample_index: int
+    model: str
+    generation_id: str
+    rating: float | None
+    status: str  # rated | unparsed | failed
+    raw: str | None
+    latency: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost: float | None
+    error: str | None
     created_at: datetime | None = None
 
 
@@ -138,7 +162,7 @@ class ExperimentRecord(NamedTuple):
     updated_at: datetime | None = None
 
 
-RECORDS: tuple[type, ...] = (PromptRecord, GenerationRecord, JudgmentRecord, ScoreRecord, MetricRecord,
+RECORDS: tuple[type, ...] = (PromptRecord, GenerationRecord, JudgmentRecord, ScoreRecord, RatingRecord, MetricRecord,
                              DiagnosticRecord, ExperimentRecord)
 
 

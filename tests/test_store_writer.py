@@ -18,6 +18,7 @@ from evalharness.store_rows import (
     JudgmentRecord,
     MetricRecord,
     PromptRecord,
+    RatingRecord,
     ScoreRecord,
     insert_statement,
 )
@@ -119,6 +120,8 @@ ROWS = {
     JudgmentRecord: JudgmentRecord("j1", "c1", "oracle", "1", "", "p1", 1, 0, "pair", "a", "b", True, "g1", "g2",
                                    "first", 0.75, "raw", 0.01, 10, 2, 0.001, None, T),
     ScoreRecord: ScoreRecord("s1", "oracle", "1", "g1", "p1", 0.25, T),
+    RatingRecord: RatingRecord("r1", "c1", "llm:gpt-4", "1", "fastchat:mt-bench@abc", "p1", 2, 0, "ck", "g1", 7.0,
+                               "rated", "Rating: [[7]]", 0.5, 30, 5, 0.002, None, T),
     MetricRecord: MetricRecord("m1", "ck", "run:10", "hh@abc", "perplexity", 3.5, 100, 0.1, 3.3, 3.7,
                                '{"seed": 0}', "0.1.0", T),
     DiagnosticRecord: DiagnosticRecord("d1", "gradient", "ck", "hh@abc", "norm", 1.25, '{"x": [1, 2]}',
@@ -157,6 +160,7 @@ def test_each_insert_method_sends_a_statement_that_names_its_columns(tmp_path, m
     monkeypatch.setattr(store_module, "bulk_insert", spy)
     calls = {PromptRecord: store.insert_prompts, GenerationRecord: store.insert_generations,
              JudgmentRecord: store.insert_judgments, ScoreRecord: store.insert_scores,
+             RatingRecord: store.insert_ratings,
              MetricRecord: store.insert_metrics, DiagnosticRecord: store.insert_diagnostics,
              ExperimentRecord: lambda rows: store.upsert_experiment(rows[0])}
     for record, insert in calls.items():
