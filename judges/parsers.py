@@ -1,4 +1,5 @@
-"""Pure parsers of pairwise judge answers: ``str -> "first" | "second" | "tie" | "unparsed"``, one per answer format.
+"""Pure parsers of judge answers: ``str -> "first" | "second" | "tie" | "unparsed"``, one per pairwise answer format,
+and ``str -> grade | None`` for single-answer grading (``RATING_PARSERS``).
 
 Positions are as shown to the judge: A, Response 1, Output (a), model_1 and ``m`` are all "first". An answer with no
 verdict, or with two different verdicts, is "unparsed": a parser never guesses, because a guessed verdict would be
@@ -159,6 +160,72 @@ def regex_verdict(text: str, patterns: Mapping[str, str]) -> str:
     return _one([verdict for verdict, pattern in patterns.items() if re.search(pattern, text)])
 
 
+_ARENA = {"A>>B": (FIRST, True), "A>B": (FIRST, False), "A=B": (TIE, False), "B>A": (SECOND, False),
+          "B>>A": (SECOND, True)}
+_ARENA.update({"B<<A": _ARENA["A>>B"], "B<A": _ARENA["A>B"], "B=A": (TIE, False), "A<B": _ARENA["B>A"],
+               "A<<B": _ARENA["B>>A"]})
+
+
+def arena_hard_verdict(text: str) -> tuple[str, bool]:
+    """Arena-Hard's five levels: ``[[A>>B]]`` (A much better), ``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]``
+    (and the same read from the other side, ``[[B<<A]]``…). Returns (verdict, strong): strong for ``>>``/``<<``.
+
+    As in arena-hard-auto, single brackets are read only when the answer has no double-bracketed label. Labels that
+    disagree (even only in strength) are unparsed.
+
+    >>> arena_hard_verdict("A covers every case. My final verdict is: [[A>>B]]")
+    ('first', True)
+    >>> arena_hard_verdict("[[B>A]]"), arena_hard_verdict("Tie: [[A=B]]"), arena_hard_verdict("[A<B]")
+    (('second', False), ('tie', False), ('second', False))
+    >>> arena_hard_verdict("[[A>B]] ... [[A>>B]]"), arena_hard_verdict("A is better")
+    (('unparsed', False), ('unparsed', False))
+    """
+    for pattern in (r"\[\[\s*([AB<>=]+)\s*\]\]", r"\[\s*([AB<>=]+)\s*\]"):
+        found = {_ARENA.get(label.upper(), (UNPARSED, False)) for label in re.findall(pattern, text, re.I)}
+        if found:
+            return found.pop() if len(found) == 1 else (UNPARSED, False)
+    return UNPARSED, False
+
+
+def arena_hard(text: str) -> str:
+    """The verdict of ``arena_hard_verdict``, strength left out.
+
+    >>> arena_hard("[[B>>A]]"), arena_hard("[[A>B]]"), arena_hard("[[A>C]]")
+    ('second', 'first', 'unparsed')
+    """
+    return arena_hard_verdict(text)[0]
+
+
+def arena_hard_strong(text: str) -> bool:
+    """Whether the answer's verdict is one of the strong levels (``[[A>>B]]``, ``[[B>>A]]``).
+
+    >>> arena_hard_strong("[[A>>B]]"), arena_hard_strong("[[A>B]]"), arena_hard_strong("[[A>>B]] [[A>B]]")
+    (True, False, False)
+    """
+    return arena_hard_verdict(text)[1]
+
+
+def rating(text: str, low: float = 1.0, high: float = 10.0) -> float | None:
+    """A single-answer grade: FastChat's ``[[rating]]`` (e.g. "Rating: [[7]]"), a number from ``low`` to ``high``.
+
+    Single brackets (``[7]``) are read only when there is no double-bracketed number, as FastChat does. None (the
+    rating is unparsed) for no rating, for two different ratings and for a number off the scale: never a guess.
+
+    >>> rating("The answer is correct and clear. Rating: [[8]]"), rating("Rating: [[7.5]]"), rating("[6]")
+    (8.0, 7.5, 6.0)
+    >>> rating("[[8]] ... on reflection [[6]]") is None, rating("Rating: 8") is None, rating("[[11]]") is None
+    (True, True, True)
+    >>> rating("[[3]] Rating: [[3]]")
+    3.0
+    """
+    for pattern in (r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]", r"\[\s*(\d+(?:\.\d+)?)\s*\]"):
+        found = {float(x) for x in re.findall(pattern, text)}
+        if found:
+            value = found.pop() if len(found) == 1 else None
+            return value if value is not None and low <= value <= high else None
+    return None
+
+
 PARSERS: dict[str, Callable[[str], str]] = {
     "mt-bench": mt_bench,
     "preferred": preferred,
@@ -166,7 +233,12 @@ PARSERS: dict[str, Callable[[str], str]] = {
     "response-number": response_number,
     "alpaca-ranking": alpaca_ranking,
     "model-identifier": model_identifier,
+    "arena-hard": arena_hard,
 }
+# Formats whose verdict also says how strongly: parser name -> text -> strong (``judgments.strong``).
+STRENGTH: dict[str, Callable[[str], bool]] = {"arena-hard": arena_hard_strong}
+# Single-answer formats: text -> a grade, or None when there is none to read (unparsed).
+RATING_PARSERS: dict[str, Callable[[str], float | None]] = {"rating": rating}
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,29 @@ def model_pairs(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return pairs, key.reshape(-1), np.where(a == low, y, 1.0 - y)
 
 
+BT_GAMES = ("pairs", "arena-hard")
+STRONG_WEIGHT = 3  # arena-hard-auto's show_result.py: a strong verdict ([[A>>B]]) is three games won
+
+
+def arena_hard_games(n_valid: np.ndarray, a_sum: np.ndarray, n_strong_a: np.ndarray, n_strong_b: np.ndarray,
+                     weight: float = STRONG_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """Arena-Hard's Bradley-Terry games per pair (n,): each valid order is a game (a tie half a win for each side)
+    and a strong verdict counts ``weight`` games, as arena-hard-auto's ``show_result.py`` repeats that battle.
+    Inputs per pair: ``n_valid`` valid orders, ``a_sum`` the sum of their scores for A (1 / 0.5 / 0), ``n_strong_a``
+    / ``n_strong_b`` the orders that preferred A / B strongly. Returns A's wins and the games.
+
+    Worked example: orders A>>B, A>B (pair 1) and B>A, B>A (pair 2): pair 1 is 3 + 1 = 4 games, all A's; pair 2 is
+    2 games, none A's.
+
+    >>> w, g = arena_hard_games(np.array([2, 2]), np.array([2.0, 0.0]), np.array([1, 0]), np.array([0, 0]))
+    >>> w.tolist(), g.tolist()
+    ([4.0, 0.0], [4.0, 2.0])
+    """
+    extra = weight - 1.0
+    games = np.asarray(n_valid, np.float64) + extra * (np.asarray(n_strong_a) + np.asarray(n_strong_b))
+    return np.asarray(a_sum, np.float64) + extra * np.asarray(n_strong_a, np.float64), games
+
+
 def bt_fit(wins: np.ndarray, games: np.ndarray, pairs: np.ndarray, n_models: int, ridge: float = 1e-6,
            max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
     """Bradley-Terry maximum likelihood for ``R`` independent data sets at once (the bootstrap's resamples).
@@ -370,11 +393,14 @@ class BoardStats(WinRates):
 def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.ndarray, p_a: np.ndarray,
                 len_a: np.ndarray, len_b: np.ndarray, n_models: int, n_prompts: int, baseline: int | None = None,
                 ties: str = "tie", n_resamples: int = 1000, seed: int = 0, level: float = 0.95, *,
-                score: np.ndarray | None = None, with_lc: bool = True) -> BoardStats:
+                score: np.ndarray | None = None, with_lc: bool = True,
+                bt_games: tuple[np.ndarray, np.ndarray] | None = None) -> BoardStats:
     """Every leaderboard statistic from combined pairs (n,): models ``a``/``b`` (int), ``prompt`` (int, the
     resampling unit), ``verdict`` (+1/0/-1 from A's side), ``p_a`` (mean P(A) or NaN), lengths ``len_a``/``len_b``,
     and ``score`` (n,) the order rule's combined outcome where it is not the verdict's (``pair_outcomes``).
     ``with_lc=False`` leaves ``lc``/``lc_se`` NaN, for a caller that controls length by another method.
+    ``bt_games``: (A's wins, games) per pair for Bradley-Terry in place of one game per pair with outcome ``y``
+    (``arena_hard_games``); the tie policy then does not apply to BT.
 
     Win rates, W/T/L and LC rate each model against ``baseline`` (pairs between two other models count only in
     Bradley-Terry), or, with no baseline, against all its opponents pooled (each pair then counts for both sides).
@@ -398,11 +424,17 @@ def board_stats(a: np.ndarray, b: np.ndarray, prompt: np.ndarray, verdict: np.nd
     else:
         lc = lc_se = np.full(n_models, np.nan)
 
-    use = distinct & keep
-    pairs, key, y_low = model_pairs(a[use], b[use], y[use])
+    if bt_games is None:
+        use, bt_y, bt_g = distinct & keep, y, np.ones_like(y)
+    else:
+        bt_g = np.asarray(bt_games[1], dtype=np.float64)
+        use = distinct & (bt_g > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bt_y = np.asarray(bt_games[0], dtype=np.float64) / bt_g
+    pairs, key, y_low = model_pairs(a[use], b[use], bt_y[use])
     n_keys = pairs.shape[0]
-    s_win = group_sums(prompt[use], key, y_low, n_prompts, n_keys)
-    s_games = group_sums(prompt[use], key, np.ones_like(y_low), n_prompts, n_keys)
+    s_win = group_sums(prompt[use], key, y_low * bt_g[use], n_prompts, n_keys)
+    s_games = group_sums(prompt[use], key, bt_g[use], n_prompts, n_keys)
     incidence = np.zeros((n_keys, n_models))
     incidence[np.arange(n_keys), pairs[:, 0]] = 1.0
     incidence[np.arange(n_keys), pairs[:, 1]] = 1.0
