@@ -124,6 +124,14 @@ def _endpoint(base_url: str | None) -> Iterator[Check]:
     import urllib.error
     import urllib.request
 
+    from judges.base import JudgeError
+    from judges.llm import check_base_url
+
+    try:  # the same rule as the judge's: a URL holding user:password@ is refused, and never echoed
+        check_base_url(base_url, "--base-url")
+    except JudgeError as e:
+        yield False, "judge endpoint", str(e)
+        return
     req = urllib.request.Request(base_url.rstrip("/") + "/models")
     if os.environ.get("OPENAI_API_KEY"):
         req.add_header("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}")
