@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalharness import evalkey, pair_sampling
 from evalharness.config import ConfigError
 from evalharness.data.types import Message
 from evalharness.hashing import content_hash
@@ -45,6 +46,8 @@ class JudgeConfig:
     judge_options: dict[str, Any] = field(default_factory=dict)  # CLI flags for the judge (base_url, model, …)
     chunk: int = 64  # comparisons per write: an interruption loses at most this many verdicts
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig fields for models not yet sampled
+    temperature: float | None = None  # pair samples drawn at this temperature (``evalharness.pair_sampling``)
+    sampling: str | None = None  # a setting's short id, where two settings share a temperature
 
     def __post_init__(self):
         modes = sum([self.baseline is not None, self.all_pairs, self.vs_reference])
@@ -81,6 +84,8 @@ class Report:
     cost: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    sampling: str = ""  # the one setting paired (``evalharness.evalkey`` canonical form)
+    template: str = ""
 
     def line(self) -> str:
         spend = f", {self.prompt_tokens}+{self.completion_tokens} tokens" if self.prompt_tokens else ""
@@ -114,7 +119,7 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
     from judges.base import build_judge
 
     judge_obj = build_judge(cfg.judge, **cfg.judge_options)  # bad judge arguments fail before anything is written
-    report = Report(judge_obj.id)
+    report = Report(judge_obj.id, template=judge_obj.template)
     start = time.perf_counter()
     sides = [resolve_side(store, m, cfg, report) for m in cfg.models]
     if cfg.vs_reference:
@@ -126,7 +131,7 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
         pairs = [(s, base) for s in sides if s.key != base.key]
         if not pairs:
             raise ConfigError("every model given is the baseline itself: nothing to compare")
-    tasks = build_tasks(store, judge_obj, cfg, pairs)
+    tasks = build_tasks(store, judge_obj, cfg, pairs, report)
     report.pairs = len({t.pair_id for t in tasks})
     report.judgments = len(tasks)
     if not tasks:
@@ -143,20 +148,22 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
 def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> Side:
     """A model name → its checkpoint key in ``generations`` on this prompt set, sampling it first when it has none."""
     found = _find_sampled(store, name, cfg.prompts)
-    if found:
+    if found and _has_samples(store, found.key, cfg):
         return found
     from evalharness.generate import GenerateConfig, generate, resolve_target
 
     try:
         target = resolve_target(name, store, None)
     except Exception as e:  # not a run or model: say what exists instead
+        if found:  # sampled, though not at the asked setting: choosing the setting says what each model holds
+            return found
         labels = _labels(store, cfg.prompts)
         hint = f" (sampled on {cfg.prompts!r}: {', '.join(labels)})" if labels else ""
         raise ConfigError(f"{name!r} has no samples on prompt set {cfg.prompts!r} and is not a run or model to "
                           f"sample{hint}: {e}") from None
-    if _has_samples(store, target.key, cfg.prompts):
+    if _has_samples(store, target.key, cfg):
         return Side(target.key, target.label)
-    gen = dict(n=cfg.samples)
+    gen = dict(n=cfg.samples, **pair_sampling.sampling_for_missing(cfg))
     gen.update(cfg.generate)
     for r in generate(GenerateConfig([name], cfg.prompts, cfg.path, cfg.limit, **gen), store, progress=False):
         report.notes.append("sampled " + r.line())
@@ -185,10 +192,16 @@ def _step(label: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def _has_samples(store: Store, key: str, prompt_set: str) -> bool:
+def _has_samples(store: Store, key: str, cfg: JudgeConfig) -> bool:
+    """Whether the checkpoint holds samples of the prompt set at a setting the config asks for."""
+    if cfg.temperature is None and cfg.sampling is None and pair_sampling.stated(cfg) is None:
+        with store.connect() as con:  # asked nothing: any setting will do (one is chosen for every model later)
+            return con.execute("SELECT count(*) FROM generations g JOIN prompts p USING (prompt_id) "
+                               "WHERE g.checkpoint = ? AND p.prompt_set = ?", [key, cfg.prompts]).fetchone()[0] > 0
+    if not pair_sampling.stated(cfg) and cfg.temperature is None:
+        return True  # a --sampling id alone samples nothing: it only picks among what is stored
     with store.connect() as con:
-        return con.execute("SELECT count(*) FROM generations g JOIN prompts p USING (prompt_id) "
-                           "WHERE g.checkpoint = ? AND p.prompt_set = ?", [key, prompt_set]).fetchone()[0] > 0
+        return any(pair_sampling.wanted(cfg, k) for k in pair_sampling.settings_of(con, key, cfg.prompts))
 
 
 def _labels(store: Store, prompt_set: str) -> list[str]:
@@ -217,7 +230,8 @@ def reference_side(store: Store, prompt_set: str) -> Side:
 # ------------------------------------------------------------------------------------------------------ tasks
 
 
-def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tuple[Side, Side]]) -> list[Task]:
+def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tuple[Side, Side]],
+                report: Report | None = None) -> list[Task]:
     keys = sorted({s.key for pair in pairs for s in pair})
     with store.connect() as con:
         rows = con.execute(
@@ -226,14 +240,20 @@ def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tu
             "WHERE p.prompt_set = ? AND g.turn = 1 AND g.sample_index < ? AND g.checkpoint IN "
             "(SELECT unnest(?)) ORDER BY g.created_at, g.generation_id",
             [cfg.prompts, cfg.samples, keys]).fetchall()
-    # One sampling configuration per checkpoint: the one that covers the most prompts (the latest on a tie).
-    coverage: dict[tuple[str, str], list] = {}
+    # One sampling setting for every model (``pair_sampling``); reference answers have none and meet any.
+    setting = {r[5]: evalkey.canonical(r[5]) for r in rows}
+    models = {s.key: s.label for pair in pairs for s in pair if not s.key.startswith(f"{REFERENCE}:")}
+    held: dict[str, set[str]] = {k: set() for k in models}
     for r in rows:
-        coverage.setdefault((r[0], r[5]), []).append(r)
+        if r[0] in held:
+            held[r[0]].add(setting[r[5]])
+    key = pair_sampling.choose(held, models, cfg)
+    if report is not None:
+        report.sampling = key
     chosen: dict[str, list] = {}
-    for (ck, _), rs in coverage.items():
-        if ck not in chosen or len(rs) >= len(chosen[ck]):
-            chosen[ck] = rs
+    for r in rows:  # in created order: a setting drawn twice (two backends) pairs its latest samples
+        if r[0] not in models or setting[r[5]] == key:
+            chosen.setdefault(r[0], []).append(r)
     table: dict[tuple[str, str, int], tuple] = {}
     for ck, rs in chosen.items():
         for r in rs:

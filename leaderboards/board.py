@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from leaderboards import lc, query, stats
+from leaderboards import lc, query, selection, stats
 from leaderboards.query import METRIC_NAMES, LeaderboardError
 
 FIELDS = (
@@ -36,10 +36,12 @@ FIELDS = (
     + [f"{m}{s}" for m in METRIC_NAMES for s in ("", "_ci_low", "_ci_high", "_n")]
     + ["run", "step", "loss", "beta", "params", "base_model", "code_version", "judge", "judge_version",
        "order_rule", "tie_policy", "lc_method"]
+    + list(selection.ROW_FIELDS)
 )
 
 TEXT_FIELDS = frozenset({"model", "label", "run", "loss", "params", "base_model", "code_version", "judge",
-                         "judge_version", "lc_note", "bt_flag", "order_rule", "tie_policy", "lc_method"})
+                         "judge_version", "lc_note", "bt_flag", "order_rule", "tie_policy", "lc_method"}
+                        | selection.TEXT_ROW_FIELDS)
 
 # A BT interval wider than this spans from a 10:1 underdog to a 10:1 favourite against the same opponent (400
 # points = 10:1 odds each way): the data do not place the model.
@@ -60,8 +62,16 @@ class LeaderboardConfig:
     order_rule: str = "agree"  # the rule boards used before rules were named, so stored numbers do not move
     lc: str = "alpacaeval-v1"
     instruction_difficulty: str | None = None  # a CSV of AlpacaEval's estimates (``lc.read_difficulty``)
+    # Which evaluation (``leaderboards.selection``); None: the only one the store holds, else an error lists them.
+    template: str | None = None  # the judge's template: NAME, NAME@HASH or a prefix
+    turn: int | str | None = None  # a turn number, or "all" to pool the turns
+    temperature: float | str | None = None  # a number (0: greedy) or a per-category rule such as "fastchat"
+    sampling: str | None = None  # a setting's short id, where two settings share a temperature
+    held_out: str | None = None  # the held-out evaluation of perplexity, agility and margins
 
     def __post_init__(self):
+        object.__setattr__(self, "turn", selection.parse_turn(self.turn))
+        object.__setattr__(self, "temperature", selection.parse_temperature(self.temperature))
         if self.ties is not None and self.ties not in stats.TIE_POLICIES:
             raise LeaderboardError(f"--ties must be one of {', '.join(stats.TIE_POLICIES)}, got {self.ties!r}")
         if self.order_rule not in stats.ORDER_RULES:
@@ -90,20 +100,30 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
     with query.read_store(store) as con:
         variants = query.judge_variants(con, cfg.prompt_set)
         if not variants and cfg.judge is None and cfg.prompt_set is None:  # nothing judged yet: metrics only
-            metrics, labels = query.load_metrics(con)
+            records = query.metric_records(con)
+            samples = selection.choose_samples(records, cfg.prompt_set, cfg.temperature, cfg.sampling)
+            held = selection.choose_held_out(records, cfg.held_out)
+            metrics, labels = query.load_metrics(con, accept=selection.accept(samples, held), records=records)
             keys = sorted(metrics)
             if not keys:
                 raise LeaderboardError("the store holds no judgments and no metrics yet "
                                        "(run `evalharness judge`, `evalharness eval` or `evalharness import`)")
             info = {k: query.ModelInfo(k, labels.get(k, k)) for k in keys}
-            return metrics_only(keys, info, metrics, query.load_provenance(con, keys), code_version())
-        variant = query.select_judge(variants, cfg.judge, cfg.prompt_set)
-        pairs = query.load_pairs(con, variant, cfg.prompt_set)
+            return metrics_only(keys, info, metrics, query.load_provenance(con, keys), code_version(),
+                                selection.metrics_meta(samples, held))
+        variant = query.select_judge(variants, cfg.judge, cfg.prompt_set, cfg.template)
+        key = selection.choose_key(con, variant, cfg.prompt_set, cfg.turn, cfg.temperature, cfg.sampling)
+        pairs = query.load_pairs(con, variant, key=key)
         if not len(pairs.a):
-            raise LeaderboardError(f"judge {variant.name} has no pair with a valid verdict"
-                                   + (f" on prompt set {cfg.prompt_set!r}" if cfg.prompt_set else ""))
-        info = query.model_info(con, variant, cfg.prompt_set, pairs.models)
-        metrics, _ = query.load_metrics(con, pairs.models)
+            raise LeaderboardError(f"judge {variant.name} has no pair with a valid verdict on {key.prompt_set!r}")
+        info = query.model_info(con, variant, None, pairs.models, key)
+        records = query.metric_records(con, pairs.models)
+        held = selection.choose_held_out(records, cfg.held_out)
+        samples = (key.prompt_set, key.sampling)
+        metrics, _ = query.load_metrics(con, accept=selection.accept(samples, held), records=records)
+        evaluation = selection.board_meta(key, pairs.prompt_ids,
+                                          selection.samples_per_prompt(con, *query._selection(variant, None, key)),
+                                          selection.metrics_meta(samples, held))
         provenance = query.load_provenance(con, pairs.models)
         difficulty = None
         if table is not None:
@@ -112,7 +132,8 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                 raise LeaderboardError(f"--instruction-difficulty {cfg.instruction_difficulty}: none of its "
                                        f"{len(next(iter(table.values())))} rows matches one of the board's "
                                        f"{pairs.n_prompts} prompts (by AlpacaEval position or instruction text)")
-    return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version(), difficulty=difficulty)
+    return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version(), difficulty=difficulty,
+                            evaluation=evaluation)
 
 
 def default_baseline(pairs: query.PairTable) -> int | None:
@@ -136,9 +157,11 @@ def tie_policy(cfg: LeaderboardConfig, variant: query.JudgeVariant) -> tuple[str
 def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                      metrics: dict[str, dict[str, query.MetricValue]], provenance: dict[str, query.Provenance],
                      cfg: LeaderboardConfig, variant: query.JudgeVariant, version: str = "",
-                     difficulty: np.ndarray | None = None) -> Leaderboard:
+                     difficulty: np.ndarray | None = None, evaluation: dict[str, Any] | None = None) -> Leaderboard:
     """Compute the statistics over ``pairs`` and lay out one flat row per model, best first. ``difficulty`` (P,)
-    per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none)."""
+    per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none). ``evaluation``: what the
+    pairs and metrics were selected by (``selection.board_meta``), into the meta and every row."""
+    evaluation = {"prompt_set": cfg.prompt_set, **(evaluation or {})}
     labels = {k: i.label for k, i in info.items()}
     if cfg.baseline is not None:
         baseline = pairs.models.index(query.resolve_label(cfg.baseline, pairs.models, labels))
@@ -164,7 +187,8 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
     for i, key in enumerate(pairs.models):
         row = _base_row(key, info[key], metrics.get(key, {}), provenance.get(key))
         row.update(baseline=i == baseline, judge=variant.judge, judge_version=variant.version,
-                   order_rule=cfg.order_rule, tie_policy=ties, lc_method=cfg.lc)
+                   order_rule=cfg.order_rule, tie_policy=ties, lc_method=cfg.lc, template=variant.template or None,
+                   **_evaluation_fields(evaluation))
         if i != baseline:
             total = int(s.wins[i] + s.ties[i] + s.losses[i])
             row.update(n=int(s.n[i]), wins=int(s.wins[i]), ties=int(s.ties[i]), losses=int(s.losses[i]))
@@ -182,14 +206,21 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
         "judge": variant.judge, "judge_version": variant.version, "template": variant.template,
         "baseline": pairs.models[baseline] if baseline is not None else None,
         "baseline_label": labels.get(pairs.models[baseline]) if baseline is not None else None,
-        "prompt_set": cfg.prompt_set, "order_rule": cfg.order_rule, "ties": ties, "lc_method": cfg.lc,
+        **evaluation, "order_rule": cfg.order_rule, "ties": ties, "lc_method": cfg.lc,
         "bootstrap": cfg.n_resamples, "seed": cfg.seed, "level": cfg.level, "pairs": int(usable.sum()),
         "prompts": pairs.n_prompts, "orders": pairs.orders, "invalid_orders": pairs.invalid_orders,
         "unusable_pairs": pairs.unusable_pairs, "dropped_pairs": int((~usable).sum()),
         "single_order_pairs": pairs.single_order_pairs, "code_version": version,
         "notes": _notes(cfg, baseline is not None, ties, own_ties, int((~usable).sum()), lc_how, rows),
     }
+    if evaluation.get("mixed_sampling_pairs"):
+        meta["notes"].append(f"{evaluation['mixed_sampling_pairs']} pairs of this judge whose two sides were sampled "
+                             "at different settings are left out")
     return Leaderboard(rows, meta)
+
+
+def _evaluation_fields(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {k: evaluation.get(k) for k in selection.ROW_FIELDS if k != "template"}
 
 
 def _alpacaeval_lc(pairs: query.PairTable, labels: dict[str, str], baseline: int | None, a, b, prompt, y, keep,
@@ -229,9 +260,12 @@ def _bt_flag(perfect: bool, low: float, high: float) -> str | None:
     return "; ".join(flags) or None
 
 
-def metrics_only(keys: list[str], info: dict[str, query.ModelInfo], metrics, provenance, version: str) -> Leaderboard:
-    rows = _ranked([_base_row(k, info[k], metrics.get(k, {}), provenance.get(k)) for k in keys])
-    return Leaderboard(rows, {"judge": None, "code_version": version,
+def metrics_only(keys: list[str], info: dict[str, query.ModelInfo], metrics, provenance, version: str,
+                 evaluation: dict[str, Any] | None = None) -> Leaderboard:
+    evaluation = evaluation or {}
+    rows = _ranked([{**_base_row(k, info[k], metrics.get(k, {}), provenance.get(k)),
+                     **_evaluation_fields(evaluation)} for k in keys])
+    return Leaderboard(rows, {"judge": None, **evaluation, "code_version": version,
                               "notes": ["no judgments in the store: metrics and provenance only"]})
 
 
@@ -399,8 +433,8 @@ def leaderboard_table(board: Leaderboard):
     title = "Leaderboard"
     if board.meta.get("judge"):
         title += f": judge {board.meta['judge']}@{board.meta['judge_version']}"
+        title += f" [{board.meta['template']}]" if board.meta.get("template") else ""
     if board.meta.get("baseline_label"):
         title += f" vs {board.meta['baseline_label']}"
-    if board.meta.get("prompt_set"):
-        title += f" on {board.meta['prompt_set']}"
+    title += selection.title_suffix(board.meta)
     return Table(title, list(FIELDS), board.rows, columns, meta, list(board.meta.get("notes", [])))

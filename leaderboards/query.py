@@ -65,15 +65,24 @@ def judge_variants(con, prompt_set: str | None = None) -> list[JudgeVariant]:
     return [JudgeVariant(*r) for r in rows]
 
 
-def select_judge(variants: list[JudgeVariant], spec: str | None, prompt_set: str | None = None) -> JudgeVariant:
-    """The variant named by ``spec`` (``JUDGE`` or ``JUDGE@VERSION``); with no spec, the only one in the store."""
+def select_judge(variants: list[JudgeVariant], spec: str | None, prompt_set: str | None = None,
+                 template: str | None = None) -> JudgeVariant:
+    """The variant named by ``spec`` (``JUDGE`` or ``JUDGE@VERSION``) and ``template`` (its name, ``NAME@HASH`` or a
+    prefix of that); with neither, the only one in the store."""
     if not variants:
         raise LeaderboardError("no judgments in the store" + (f" on prompt set {prompt_set!r}" if prompt_set else "")
                                + " (run `evalharness judge` or `evalharness import` first)")
+    if template is not None:
+        templates = sorted({v.template for v in variants if v.template})
+        variants = [v for v in variants if template_matches(v.template, template)]
+        if not variants:
+            raise LeaderboardError(f"no judgments with template {template!r} (templates here: "
+                                   f"{', '.join(templates) or 'none'})")
     if spec is None:
         if len(variants) == 1:
             return variants[0]
-        raise LeaderboardError(f"the store holds {len(variants)} judges; choose one with --judge: "
+        flag = "--template" if len({(v.judge, v.version) for v in variants}) == 1 else "--judge"
+        raise LeaderboardError(f"the store holds {len(variants)} judges; choose one with {flag}: "
                                + ", ".join(v.name for v in variants))
     matches = [v for v in variants if v.judge == spec]
     if not matches and "@" in spec:
@@ -85,9 +94,17 @@ def select_judge(variants: list[JudgeVariant], spec: str | None, prompt_set: str
         hint = f"; did you mean {close[0]!r}?" if close else f" (judges here: {', '.join(names)})"
         raise LeaderboardError(f"no judgments by judge {spec!r}{hint}")
     if len(matches) > 1:
+        if len({v.version for v in matches}) == 1:
+            raise LeaderboardError(f"judge {spec!r} used {len(matches)} templates here; choose one with --template: "
+                                   + ", ".join(v.template or "(none)" for v in matches))
         raise LeaderboardError(f"judge {spec!r} has {len(matches)} versions or templates here; name one as "
-                               "JUDGE@VERSION: " + ", ".join(v.name for v in matches))
+                               "JUDGE@VERSION (and --template): " + ", ".join(v.name for v in matches))
     return matches[0]
+
+
+def template_matches(stored: str, spec: str) -> bool:
+    """``--template`` names a stored template (``NAME@HASH``) by itself, its name or a prefix."""
+    return bool(stored) and (stored == spec or stored.split("@")[0] == spec or stored.startswith(spec))
 
 
 def _prompt_filter(prompt_set: str | None, alias: str = "j") -> tuple[str, list[Any]]:
@@ -96,12 +113,46 @@ def _prompt_filter(prompt_set: str | None, alias: str = "j") -> tuple[str, list[
     return (f"JOIN prompts p ON p.prompt_id = {alias}.prompt_id WHERE p.prompt_set = ?", [prompt_set])
 
 
-def _selection(variant: JudgeVariant, prompt_set: str | None) -> tuple[str, list[Any]]:
-    """SQL (a subquery over ``judgments``) and its parameters for one variant's orders on one prompt set."""
-    where, params = _prompt_filter(prompt_set)
+@dataclass(frozen=True)
+class EvalKey:
+    """The evaluation a board shows, beside its judge variant (``leaderboards.selection`` chooses it): one prompt set,
+    its turns, and one sampling setting (``evalharness.evalkey`` canonical form). ``raw`` are the stored ``sampling``
+    texts of that setting and ``unrecorded`` those of texts with none (reference answers, imported outputs), which
+    meet samples of any setting. ``mixed_pairs``: pairs of the same judge, set and turns whose two sides were
+    sampled at different settings (left out)."""
+
+    prompt_set: str
+    turns: tuple[int, ...]
+    sampling: str
+    raw: tuple[str, ...] = ()
+    unrecorded: tuple[str, ...] = ("",)
+    mixed_pairs: int = 0
+
+
+SIDE_SAMPLING = "coalesce(CAST({g}.sampling AS VARCHAR), '')"
+KEYED_JUDGMENTS = ("FROM judgments j LEFT JOIN prompts p ON p.prompt_id = j.prompt_id "
+                   "LEFT JOIN generations ga ON ga.generation_id = j.generation_first "
+                   "LEFT JOIN generations gb ON gb.generation_id = j.generation_second")
+
+
+def _selection(variant: JudgeVariant, prompt_set: str | None, key: EvalKey | None = None) -> tuple[str, list[Any]]:
+    """SQL (a subquery over ``judgments``) and its parameters for one variant's orders on one prompt set; with
+    ``key``, only the orders of that evaluation (its set, turns and sampling setting)."""
     cond = "j.judge = ? AND j.judge_version = ? AND j.template = ?"
-    sql = f"SELECT j.* FROM judgments j {where} {'AND' if where else 'WHERE'} {cond}"
-    return sql, params + [variant.judge, variant.version, variant.template]
+    ident = [variant.judge, variant.version, variant.template]
+    if key is None:
+        where, params = _prompt_filter(prompt_set)
+        sql = f"SELECT j.* FROM judgments j {where} {'AND' if where else 'WHERE'} {cond}"
+        return sql, params + ident
+    ka, kb = SIDE_SAMPLING.format(g="ga"), SIDE_SAMPLING.format(g="gb")
+    allowed = list(key.raw) + list(key.unrecorded)
+    sql = (f"SELECT j.* {KEYED_JUDGMENTS} WHERE {cond} AND coalesce(p.prompt_set, '?') = ? "
+           f"AND list_contains(?, j.turn) AND list_contains(?, {ka}) AND list_contains(?, {kb})")
+    params = ident + [key.prompt_set, list(key.turns), allowed, allowed]
+    if key.sampling:  # two texts of no recorded setting are not samples of this one
+        sql += f" AND NOT (list_contains(?, {ka}) AND list_contains(?, {kb}))"
+        params += [list(key.unrecorded), list(key.unrecorded)]
+    return sql, params
 
 
 # Per order, A's score: 1 A preferred, 0 B preferred, 0.5 tie, NULL unparsed/failed; and P(A) from the probability.
@@ -166,14 +217,16 @@ class PairTable:
     a_mean: np.ndarray | None = None
 
 
-def combined_pairs_sql(variant: JudgeVariant, prompt_set: str | None) -> tuple[str, list[Any]]:
-    selection, params = _selection(variant, prompt_set)
+def combined_pairs_sql(variant: JudgeVariant, prompt_set: str | None,
+                       key: EvalKey | None = None) -> tuple[str, list[Any]]:
+    selection, params = _selection(variant, prompt_set, key)
     return COMBINED_PAIRS.format(orders=ORDER_SCORES.format(selection=selection)), params
 
 
-def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None) -> PairTable:
-    """The variant's combined pairs as arrays; model and prompt indices are assigned in SQL (dense ranks)."""
-    pairs_sql, params = combined_pairs_sql(variant, prompt_set)
+def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: EvalKey | None = None) -> PairTable:
+    """The variant's combined pairs as arrays (of one evaluation, with ``key``); model and prompt indices are
+    assigned in SQL (dense ranks)."""
+    pairs_sql, params = combined_pairs_sql(variant, prompt_set, key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE lb_pairs AS {pairs_sql}", params)
     orders, invalid, unusable, single = con.execute(
         "SELECT coalesce(sum(n_valid + n_invalid), 0), coalesce(sum(n_invalid), 0), "
@@ -227,11 +280,12 @@ class ModelInfo:
     tokens: float | None = None  # mean tokens (None for imported text)
 
 
-def model_info(con, variant: JudgeVariant | None, prompt_set: str | None, keys: list[str]) -> dict[str, ModelInfo]:
+def model_info(con, variant: JudgeVariant | None, prompt_set: str | None, keys: list[str],
+               key: EvalKey | None = None) -> dict[str, ModelInfo]:
     """Labels and mean response lengths per model over the generations the judge saw (all of the model's
     generations on the prompt set when there is no judge)."""
     if variant is not None:
-        selection, params = _selection(variant, prompt_set)
+        selection, params = _selection(variant, prompt_set, key)
         used = (f"SELECT generation_first AS g FROM ({selection}) UNION SELECT generation_second FROM ({selection})")
         sql = (f"SELECT g.checkpoint, any_value(g.label), count(*), avg(length(g.text)), avg(g.n_tokens) "
                f"FROM generations g JOIN ({used}) u ON u.g = g.generation_id GROUP BY g.checkpoint")
@@ -254,21 +308,48 @@ class MetricValue:
     dataset: str | None = None
 
 
-def load_metrics(con, keys: list[str] | None = None) -> tuple[dict[str, dict[str, MetricValue]], dict[str, str]]:
-    """The latest stored value of each leaderboard metric per checkpoint, and the checkpoints' labels."""
+@dataclass
+class MetricRecord:
+    """A stored row of a leaderboard metric, with what it was computed from."""
+
+    checkpoint: str
+    label: str | None
+    metric: str
+    value: MetricValue
+    settings: dict[str, Any]
+
+
+def metric_records(con, keys: list[str] | None = None) -> list[MetricRecord]:
+    """Every stored row of a leaderboard metric (of these checkpoints), latest first."""
     rows = con.execute(f"""
-        SELECT checkpoint, label, metric, value, n, se, ci_low, ci_high, dataset FROM (
-            SELECT *, row_number() OVER (PARTITION BY checkpoint, metric ORDER BY created_at DESC, metric_id) AS rn
-            FROM metrics WHERE metric IN ({', '.join('?' * len(METRIC_NAMES))})
-        ) WHERE rn = 1 ORDER BY checkpoint, metric
+        SELECT checkpoint, label, metric, value, n, se, ci_low, ci_high, dataset, CAST(settings AS VARCHAR)
+        FROM metrics WHERE metric IN ({', '.join('?' * len(METRIC_NAMES))})
+        ORDER BY created_at DESC, metric_id
     """, list(METRIC_NAMES)).fetchall()
+    wanted = set(keys) if keys is not None else None
+    out = []
+    for key, label, metric, *values, settings in rows:
+        if wanted is not None and key not in wanted:
+            continue
+        try:
+            parsed = json.loads(settings) if settings else {}
+        except ValueError:
+            parsed = {}
+        out.append(MetricRecord(key, label, metric, MetricValue(*values), parsed if isinstance(parsed, dict) else {}))
+    return out
+
+
+def load_metrics(con, keys: list[str] | None = None, accept=None, records: list[MetricRecord] | None = None,
+                 ) -> tuple[dict[str, dict[str, MetricValue]], dict[str, str]]:
+    """The latest stored value of each leaderboard metric per checkpoint among the rows ``accept`` takes (a
+    ``MetricRecord -> bool``; None takes all), and the checkpoints' labels. ``records``: ``metric_records`` already
+    read."""
     out: dict[str, dict[str, MetricValue]] = {}
     labels: dict[str, str] = {}
-    for key, label, metric, *values in rows:
-        if keys is not None and key not in keys:
-            continue
-        out.setdefault(key, {})[metric] = MetricValue(*values)
-        labels.setdefault(key, label or key)
+    for r in (records if records is not None else metric_records(con, keys)):
+        labels.setdefault(r.checkpoint, r.label or r.checkpoint)
+        if accept is None or accept(r):
+            out.setdefault(r.checkpoint, {}).setdefault(r.metric, r.value)
     return out, labels
 
 

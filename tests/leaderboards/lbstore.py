@@ -46,7 +46,7 @@ def make_store(path: Path | str, pairs, judge: str = "j", version: str = "1", te
             first, second = (gen_id[(b, pid)], gen_id[(a, pid)]) if swapped else (gen_id[(a, pid)], gen_id[(b, pid)])
             cache = content_hash(["judgment", judge, version, template, pid, first, second, len(rows)])
             rows.append((content_hash(["row", cache]), cache, judge, version, template, pid, 1, 0, pair_id, a, b,
-                         swapped, first, second, verdict, prob, verdict, None, None, None, None, None, now()))
+                         swapped, first, second, verdict, prob, verdict, None, None, None, None, None, now(), None))
     with store.transaction() as con:
         if prompt_rows:
             bulk_insert(con, "INSERT OR IGNORE INTO prompts", prompt_rows)
@@ -57,12 +57,16 @@ def make_store(path: Path | str, pairs, judge: str = "j", version: str = "1", te
 
 
 def add_metric(store: Store, checkpoint: str, metric: str, value: float, ci: tuple[float, float] | None = None,
-               n: int = 10, label: str | None = None) -> None:
+               n: int = 10, label: str | None = None, dataset: str | None = None,
+               settings: dict | None = None) -> None:
+    """A metric row; KL by default of make_store's samples (prompt set "set", sampling not recorded), the others of
+    one held-out set "heldout"."""
     lo, hi = ci or (None, None)
+    dataset = dataset or ("set@samples" if metric == "kl" else "heldout")
     with store.transaction() as con:
-        con.execute("INSERT INTO metrics VALUES (?, ?, ?, 'heldout', ?, ?, ?, NULL, ?, ?, '{}', 'test', ?)",
-                    [content_hash(["metric", checkpoint, metric]), checkpoint, label or checkpoint, metric, value, n,
-                     lo, hi, now()])
+        con.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, 'test', ?)",
+                    [content_hash(["metric", checkpoint, metric, dataset, settings]), checkpoint, label or checkpoint,
+                     dataset, metric, value, n, lo, hi, json.dumps(settings or {}), now()])
 
 
 def add_run(store: Store, checkpoint: str, run_id: str, name: str, step: int, loss: str, params: dict,
