@@ -2,8 +2,9 @@
 
 - ``plot_ppl_vs_agility``: perplexity (log scale) against agility, one marker per checkpoint, coloured by loss
   (seed 000 Fig. 4).
-- ``plot_reward_vs_kl``: reward (gold/oracle or a judge's mean score) against KL to the reference over checkpoints,
-  one line per run in step order (seed 004 Fig. 2).
+- ``plot_reward_vs_kl``: reward (the board's own judge's mean score: the gold reward on an oracle board) against KL
+  to the reference over checkpoints, one line per run in step order (seed 004 Fig. 2); both from the board's
+  evaluation.
 - ``plot_kl_vs_win_rate``: win rate with its CI against KL, one line per run, and the Pareto frontier over all
   checkpoints (seed 003 Fig. 4b).
 - ``plot_training_curves``: ``train_metrics`` per run, one panel per metric.
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from evalharness import evalkey
 
 Log = Callable[[str], None]
 
@@ -166,23 +169,40 @@ def plot_training_curves(metrics: list[tuple[str, int, str, float]], path: Path 
 # ------------------------------------------------------------------------------------------------- from a store
 
 
-def reward_points(con, rows: list[dict[str, Any]], judge: str | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Per checkpoint of ``rows``: its KL (from the row) and mean pointwise score from ``scores`` (the ``oracle``
-    judge's gold reward when present, else ``judge``'s, else the judge with the most scores)."""
-    found = con.execute("SELECT judge, count(*) FROM scores GROUP BY 1 ORDER BY 2 DESC").fetchall()
-    judges = [j for j, _ in found]
-    chosen = "oracle" if "oracle" in judges else (judge if judge in judges else (judges[0] if judges else None))
-    if chosen is None:
+def reward_points(con, rows: list[dict[str, Any]], judge: str | dict[str, Any] | None = None,
+                  ) -> tuple[list[dict[str, Any]], str]:
+    """Per checkpoint of ``rows``: its KL (from the row) and the mean pointwise score (``scores``) that the board's
+    own judge gave its samples. ``judge`` is the board's meta (judge, version, prompt set, turns, sampling setting:
+    only samples of that evaluation count) or a bare judge id; no other judge's scores are used."""
+    meta = judge if isinstance(judge, dict) else {"judge": judge}
+    name = meta.get("judge")
+    if not name:
         return [], "reward"
-    means = dict(con.execute("SELECT g.checkpoint, avg(s.score) FROM scores s JOIN generations g USING "
-                             "(generation_id) WHERE s.judge = ? GROUP BY 1", [chosen]).fetchall())
+    sql = ("SELECT g.checkpoint, CAST(g.sampling AS VARCHAR), count(*), sum(s.score) FROM scores s "
+           "JOIN generations g USING (generation_id) LEFT JOIN prompts p ON p.prompt_id = g.prompt_id "
+           "WHERE s.judge = ?")
+    params: list[Any] = [name]
+    if meta.get("judge_version") is not None:
+        sql, params = sql + " AND s.judge_version = ?", params + [meta["judge_version"]]
+    if meta.get("prompt_set"):
+        sql, params = sql + " AND coalesce(p.prompt_set, '?') = ?", params + [meta["prompt_set"]]
+    if meta.get("turns"):
+        sql, params = sql + " AND list_contains(?, g.turn)", params + [[int(t) for t in meta["turns"].split(",")]]
+    totals: dict[str, list[float]] = {}
+    for key, sampling, n, total in con.execute(sql + " GROUP BY 1, 2", params).fetchall():
+        if meta.get("sampling_id") and evalkey.sampling_id(evalkey.canonical(sampling)) != meta["sampling_id"]:
+            continue
+        acc = totals.setdefault(key, [0.0, 0.0])
+        acc[0], acc[1] = acc[0] + n, acc[1] + total
+    means = {k: t / n for k, (n, t) in totals.items() if n}
     points = [{**r, "reward": means.get(r["model"])} for r in rows]
-    return points, ("oracle reward" if chosen == "oracle" else f"mean score ({chosen})")
+    return points, ("oracle reward" if name == "oracle" else f"mean score ({name})")
 
 
-def write_plots(store: str | Path, rows: list[dict[str, Any]], out_dir: str | Path, judge: str | None = None,
-                log: Log = _stderr) -> list[Path]:
-    """Every plot whose data the store holds, into ``out_dir``; the others are skipped with a message."""
+def write_plots(store: str | Path, rows: list[dict[str, Any]], out_dir: str | Path,
+                judge: str | dict[str, Any] | None = None, log: Log = _stderr) -> list[Path]:
+    """Every plot whose data the store holds, into ``out_dir``; the others are skipped with a message. ``judge``:
+    the board's meta (or its judge id), whose judge and evaluation the reward axis comes from."""
     from leaderboards.query import read_store
 
     out = Path(out_dir)

@@ -16,7 +16,17 @@ def leaderboard(
     judge: Optional[str] = typer.Option(None, help="JUDGE or JUDGE@VERSION (default: the only judge in the store)."),
     baseline: Optional[str] = typer.Option(None, help="Rate every model against this one (key, label or prefix); "
                                                       "default: the runner's baseline, else all opponents pooled."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only pairs on this prompt set."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="The prompt set (default: the only one judged)."),
+    template: Optional[str] = typer.Option(None, help="The judge's template (NAME or NAME@HASH), where one judge "
+                                                  "used several."),
+    turn: Optional[str] = typer.Option(None, help="The turn judged (1, 2, …), or all to pool them (default: the "
+                                              "only one judged)."),
+    temperature: Optional[str] = typer.Option(None, help="The samples' temperature (a number, or a rule such as "
+                                                     "fastchat); default: the only setting judged."),
+    sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
+                                                  "two settings share a temperature."),
+    held_out: Optional[str] = typer.Option(None, help="The held-out evaluation of perplexity, agility and margins "
+                                                  "(its dataset, as a candidate list shows it)."),
     ties: Optional[str] = typer.Option(None, help="tie (counts half) | exclude | average (the judge's "
                                                   "probabilities); default: the judge's own (average for imported "
                                                   "AlpacaEval annotators), else tie."),
@@ -37,14 +47,19 @@ def leaderboard(
 ):
     """Rank models by win rate (with SE and bootstrap CI), Bradley-Terry rating and length-controlled win rate.
 
-    The board's notes name the order rule, the tie policy and the length control it used."""
+    Every number comes from one evaluation (judge and template, prompt set, turn, sampling setting; one held-out
+    set and lengths for perplexity and margins), which the header and meta name; where the store holds several, the
+    command lists them and names the flag that picks one. The notes name the order rule, tie policy and length
+    control."""
     with user_errors():
         from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
         from leaderboards.render import check_format, render
 
         check_format(fmt)
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
-                                instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None)
+                                instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
+                                template=template, turn=turn, temperature=temperature, sampling=sampling,
+                                held_out=held_out)
         _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
@@ -61,7 +76,7 @@ def leaderboard(
         if plot is not None:
             from leaderboards.plots import write_plots
 
-            for path in write_plots(store, board.rows, plot, board.meta.get("judge"),
+            for path in write_plots(store, board.rows, plot, board.meta,
                                     log=lambda m: typer.echo(m, err=True)):
                 typer.echo(f"wrote {path}", err=True)
 
