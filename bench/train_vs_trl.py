@@ -103,7 +103,7 @@ def tokenised_pairs(spec: dict) -> dict:
     """evalharness's token ids and the batch of every step, exactly as its loop will see them."""
     from evalharness.models import load_tokenizer, resolve_model
     from trainers.batching import batch_order, example_length
-    from trainers.loop import prepare_examples
+    from trainers.examples import prepare_examples
     from trainers.recipes import build_stage, parse_stages
     from trainers.setup import load_examples
 

@@ -23,7 +23,7 @@ from evalharness.checkpoints import locate
 from evalharness.config import RUN_NAME, ConfigError, TrainConfig
 from evalharness.hashing import content_hash
 from evalharness.models import model_fingerprint
-from evalharness.scoring import KExample, PairExample, sequence_logps, sequence_scores, tokenize
+from evalharness.scoring import PairExample, sequence_logps, sequence_scores
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
 from trainers.batching import batch_order, example_length
@@ -386,29 +386,6 @@ def _reference(p: Prepared, seqs, temperature) -> torch.Tensor:
         return p.cache.lookup(seqs, device)
     with torch.no_grad():
         return sequence_logps(p.reference, seqs, p.pad_id, temperature).summed.to(device)
-
-
-def prepare_examples(examples, tokenizer, cfg: TrainConfig, spec: LossSpec, params) -> Any:
-    prefix = params.augment_prefix() if "prompt_augmented" in spec.needs else None
-    tok = tokenize(examples, tokenizer, _style(cfg), cfg.max_length, cfg.max_prompt_length, prefix)
-    wants_k = "k_samples" in spec.needs
-    for ex in tok.examples:
-        if wants_k != isinstance(ex, KExample):
-            kind = "K scored completions per prompt" if wants_k else "preference pairs"
-            raise ValueError(f"loss {spec.name!r} trains on {kind}; dataset {cfg.data.name!r} holds the other kind")
-    return tok
-
-
-def _style(cfg: TrainConfig) -> str:
-    return cfg.prompt_style
-
-
-def reference_needs_model(spec: LossSpec) -> bool:
-    return bool({"reference", "reference_logits", "moving_reference"} & spec.needs)
-
-
-def cacheable(spec: LossSpec, cfg: TrainConfig) -> bool:
-    return cfg.reference_cache and "reference" in spec.needs and not ({"reference_logits", "moving_reference"} & spec.needs)
 
 
 def copy_model(model):

@@ -75,7 +75,7 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     from accelerate import Accelerator
 
     from evalharness.models import load_causal_lm, load_reward_model, load_tokenizer, model_fingerprint, resolve_model
-    from trainers.loop import cacheable, prepare_examples, reference_needs_model
+    from trainers.examples import cacheable, prepare_examples, reference_needs_model
 
     train_examples, _ = load_examples(cfg)
     start = resolve_start(cfg, store)
