@@ -61,7 +61,6 @@ from evalharness.data.loaders import (
     DatasetSpec,
     Loaded,
     LoadReport,
-    Row,
     SkipRow,
     check_nonempty,
     collect,
@@ -71,11 +70,11 @@ from evalharness.data.loaders import (
     get_response,
     get_text,
     is_missing,
-    kind_of,
     open_source,
     pair_id,
     resolve_columns,
 )
+from evalharness.data.readers import Row, kind_of
 from evalharness.data.types import DataError, Message, PreferencePair, ScoredSamples
 from evalharness.hashing import content_hash
 

@@ -49,13 +49,11 @@ from pathlib import Path
 from evalharness.data.hh import HHFormatError, split_dialogue
 from evalharness.data.loaders import (
     LoadReport,
-    Row,
     collect,
     get_column,
     get_messages,
     get_text,
     is_missing,
-    kind_of,
     open_source,
     resolve_columns,
 )
@@ -71,6 +69,7 @@ from evalharness.data.prompts import (
     nonblank,
     read_answers,
 )
+from evalharness.data.readers import Row, kind_of
 from evalharness.data.types import DataError, Prompt
 
 # ------------------------------------------------------------------------------------------------- benchmarks

@@ -37,13 +37,11 @@ from typing import Any, NamedTuple
 from evalharness.data.loaders import (
     DatasetSpec,
     LoadReport,
-    Row,
     get_column,
     get_text,
-    kind_of,
     load_registered,
-    read_file,
 )
+from evalharness.data.readers import Row, kind_of, read_file
 from evalharness.data.types import DataError, Message, Prompt
 from evalharness.hashing import content_hash
 
