@@ -14,11 +14,14 @@ from evalharness.cli import STORE, app, user_errors
 def evaluate(
     checkpoint: list[str] = typer.Option(..., "--checkpoint", "-c",
                                          help="RUN[:STEP] from the store, or a model name/path; repeat for several."),
-    data: str = typer.Option("synthetic", help="Dataset preset of the held-out pairs (as `train --data`)."),
+    data: Optional[str] = typer.Option(None, help="Dataset preset of the held-out pairs (as `train --data`); "
+                                                  "default: each run's own data (synthetic for plain models)."),
     path: Optional[str] = typer.Option(None, help="Local data file for the preset."),
     split: Optional[str] = typer.Option(None, help="Hub split of the preset."),
     limit: Optional[int] = typer.Option(None, help="Read only the first N examples."),
-    eval_fraction: float = typer.Option(0.05, help="The held-out share, split as training splits it; 1 = every pair."),
+    eval_fraction: Optional[float] = typer.Option(None, help="The held-out share, split as training splits it; 1 = "
+                                                             "every pair. Default: the run's own (0.05 elsewhere); "
+                                                             "more than the run's is refused."),
     batch_size: int = typer.Option(8, help="Pairs per forward pass."),
     max_length: Optional[int] = typer.Option(None, help="Tokens per sequence (default: the run's)."),
     max_prompt_length: Optional[int] = typer.Option(None, help="Prompt tokens kept (default: the run's)."),
@@ -42,8 +45,9 @@ def evaluate(
         from evalharness.textsafe import escape_controls
 
         _check_counts(bootstrap, seed)
-        cfg = EvalConfig(list(checkpoint), DataConfig(name=data, path=path, split=split, limit=limit,
-                                                      eval_fraction=eval_fraction),
+        named = any(v is not None for v in (data, path, split, limit))  # else each run's own data
+        cfg = EvalConfig(list(checkpoint), DataConfig(name=data or "synthetic", path=path, split=split, limit=limit)
+                         if named else None, eval_fraction=eval_fraction,
                          batch_size=batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
                          bootstrap=bootstrap, seed=seed, metrics=metrics, reference=reference,
                          prompts=prompts, judge=judge, score_missing=score_missing)

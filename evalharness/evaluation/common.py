@@ -28,7 +28,8 @@ from evalharness.store_rows import MetricRecord
 @dataclass
 class EvalConfig:
     checkpoints: list[str]  # RUN[:STEP] from the store, or a model name/path
-    data: DataConfig = field(default_factory=DataConfig)  # eval_fraction picks the held-out part, as training split it
+    # The held-out pairs: None measures each run on its own data and split (``evaluation.pairs.held_out_data``).
+    data: DataConfig | None = None
     batch_size: int = 8  # pairs per forward (2x sequences): a CPU-sized default, raise it on a GPU
     max_length: int | None = None  # None: the run's own (what it trained with), else TrainConfig's 512
     max_prompt_length: int | None = None  # None: the run's own, else 256
@@ -40,6 +41,7 @@ class EvalConfig:
     prompts: str | None = None  # KL: only generations of this prompt set (None: every set found)
     judge: str | None = None  # NAME[:k=v]: correlate h with its scores of the held-out texts (None: the pairs' own)
     score_missing: bool = True  # generations without reference log-probs: score them now (True) or skip and count
+    eval_fraction: float | None = None  # None: the run's own share (of its own data), else the data's
 
     def __post_init__(self):
         if not self.checkpoints:
@@ -56,10 +58,13 @@ class EvalConfig:
             raise ConfigError("max_prompt_length must be < max_length")
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 0:
             raise ConfigError(f"bootstrap must be a count >= 0, got {self.bootstrap!r}")
-        if not 0 < self.data.eval_fraction <= 1:
-            raise ConfigError(f"data.eval_fraction must be in (0, 1] (1 takes every pair), got {self.data.eval_fraction!r}")
-        if self.data.limit is not None and (isinstance(self.data.limit, bool) or not isinstance(self.data.limit, int)
-                                            or self.data.limit < 1):
+        for name, value in (("data.eval_fraction", self.data.eval_fraction if self.data else None),
+                            ("eval_fraction", self.eval_fraction)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value <= 1):
+                raise ConfigError(f"{name} must be in (0, 1] (1 takes every pair), got {value!r}")
+        if self.data and self.data.limit is not None and (
+                isinstance(self.data.limit, bool) or not isinstance(self.data.limit, int) or self.data.limit < 1):
             raise ConfigError(f"limit must be a positive integer, got {self.data.limit!r}")
         if self.prompt_style is not None and self.prompt_style not in ("auto", "chat", "plain"):
             raise ConfigError(f"prompt_style must be auto, chat or plain, got {self.prompt_style!r}")

@@ -2,14 +2,16 @@
 the margin's correlation with a judge's scores.
 
 Held-out pairs are the part of a dataset that training holds out (``split_examples`` with ``data.eval_fraction``;
-1.0 takes every pair, e.g. a test file). They are tokenised by the trainer's own ``tokenize`` with the run's
-``max_length``, ``max_prompt_length`` and prompt style, and scored by ``sequence_logps`` (no grad, eval mode, logits at
+1.0 takes every pair, e.g. a test file): by default each run's own data and share (``held_out_data``), never more of
+it than the run held out. They are tokenised by the trainer's own ``tokenize`` with the run's ``max_length``,
+``max_prompt_length`` and prompt style (a plain model evaluated beside runs: theirs, where they agree), and scored by ``sequence_logps`` (no grad, eval mode, logits at
 temperature 1), so a number here is what training sees. Reference log-probs go through the trainer's reference cache
 (``trainers.refcache``): a held-out sequence is never scored twice by the same reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -36,6 +38,7 @@ class HeldOut:
     pairs: list[PreferencePair]
     dataset: str  # name@hash of the held-out pair ids
     scores: tuple[str, list[float], list[float]] | None  # (source, s+, s-) when every pair carries a judge's scores
+    eval_fraction: float = 1.0  # the share of the data held out
 
 
 def load_held_out(data: DataConfig) -> HeldOut:
@@ -59,7 +62,49 @@ def load_held_out(data: DataConfig) -> HeldOut:
     if not held:
         raise ConfigError(f"dataset {data.name!r}: none of its {len(loaded.examples)} examples is held out at "
                           f"eval_fraction={data.eval_fraction}; raise it (1 takes every pair) or the limit")
-    return HeldOut(held, f"{data.name}@{content_hash(['held-out', [p.id for p in held]], 8)}", _scores_of(held))
+    return HeldOut(held, f"{data.name}@{content_hash(['held-out', [p.id for p in held]], 8)}", _scores_of(held),
+                   data.eval_fraction)
+
+
+def trained_config(run: dict[str, Any] | None) -> dict[str, Any]:
+    return _json(run["config"]) if run else {}
+
+
+# What a plain model evaluated beside runs borrows from them when they all agree: the data and the lengths.
+_SHARED = ("data", "max_length", "max_prompt_length", "prompt_style")
+
+
+def shared_training(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The data and lengths every run of ``runs`` trained with, when they agree (else {}: the defaults)."""
+    configs = [{k: trained_config(r).get(k) for k in _SHARED} for r in runs]
+    if not configs or any(c != configs[0] for c in configs):
+        return {}
+    return configs[0]
+
+
+def _source(data: DataConfig) -> tuple:
+    return (data.name, data.path, data.split, dict(data.columns))
+
+
+def held_out_data(cfg: EvalConfig, trained: dict[str, Any], name: str) -> DataConfig:
+    """The data a checkpoint's held-out metrics read, with the share held out: the run's own data and share unless
+    ``cfg`` names others (``trained``: the run's config, or what the runs beside a plain model share). Of the data
+    the run trained on, more than its own share would count training pairs as held out: refused."""
+    own = None
+    if isinstance(trained.get("data"), dict):
+        from evalharness.config import bind
+
+        own = bind(DataConfig, trained["data"], "[data]")
+    data = cfg.data or own or DataConfig()
+    fraction = cfg.eval_fraction if cfg.eval_fraction is not None else data.eval_fraction
+    if own is not None and _source(data) == _source(own):
+        if cfg.eval_fraction is None:
+            fraction = own.eval_fraction
+        elif fraction > own.eval_fraction:
+            raise ConfigError(f"eval_fraction {fraction:g} is more than {name} held out of {own.name!r} "
+                              f"({own.eval_fraction:g}): the extra pairs are ones it trained on; use at most "
+                              f"{own.eval_fraction:g} (the default is the run's own)")
+    return dataclasses.replace(data, eval_fraction=fraction)
 
 
 def _scores_of(pairs: list[PreferencePair]) -> tuple[str, list[float], list[float]] | None:
@@ -119,21 +164,24 @@ def augment_prefix(run: dict[str, Any] | None) -> str:
     return SelfRefineParams().augment_prefix()
 
 
-def pair_settings(cfg: EvalConfig, run: dict[str, Any] | None) -> dict[str, Any]:
-    trained = _json(run["config"]) if run else {}
+def pair_settings(cfg: EvalConfig, trained: dict[str, Any], eval_fraction: float) -> dict[str, Any]:
+    """What the held-out numbers depend on: lengths and prompt style (flags, else ``trained``'s: the run's own, or
+    those the runs beside a plain model share, else TrainConfig's), the share held out, bootstrap and seed."""
     max_length = cfg.max_length or trained.get("max_length") or 512
     max_prompt = cfg.max_prompt_length or trained.get("max_prompt_length") or 256
     if max_prompt >= max_length:
         raise ConfigError(f"max_prompt_length ({max_prompt}) must be < max_length ({max_length})")
-    return {"eval_fraction": cfg.data.eval_fraction, "max_length": max_length, "max_prompt_length": max_prompt,
+    return {"eval_fraction": eval_fraction, "max_length": max_length, "max_prompt_length": max_prompt,
             "prompt_style": cfg.prompt_style or trained.get("prompt_style") or "auto",
             "temperature": HELD_OUT_TEMPERATURE, "bootstrap": cfg.bootstrap, "seed": cfg.seed}
 
 
 def pair_rows(cfg: EvalConfig, store: Store, target: Target, run, held: HeldOut, wanted: list[str],
-              policy: LazyModel, report: CheckpointReport, progress: bool) -> None:
-    """Perplexity, agility, margins, accuracies and correlations of one checkpoint on the held-out pairs."""
-    base = pair_settings(cfg, run)
+              policy: LazyModel, report: CheckpointReport, progress: bool,
+              trained: dict[str, Any] | None = None) -> None:
+    """Perplexity, agility, margins, accuracies and correlations of one checkpoint on the held-out pairs
+    (``trained``: the config whose lengths apply, by default the run's own)."""
+    base = pair_settings(cfg, trained if trained is not None else trained_config(run), held.eval_fraction)
     settings = {m: dict(base) for m in PAIR_METRICS if m in wanted}
     ref = _reference_for_pairs(target, wanted, report)
     prefix = augment_prefix(run)

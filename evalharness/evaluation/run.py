@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalharness.evaluation import pairs as P
 from evalharness.evaluation.common import CheckpointReport, EvalConfig, LazyModel
-from evalharness.evaluation.pairs import judge_scores, load_held_out, pair_rows, pair_settings
 from evalharness.evaluation.samples import sample_metrics
 from evalharness.generate import resolve_target
+from evalharness.hashing import canonical_json
 from evalharness.metrics import CORRELATIONS, METRICS, PAIR_METRICS, REFERENCE_METRICS, SAMPLE_METRICS
 from evalharness.store import Store
 
@@ -16,23 +17,31 @@ from evalharness.store import Store
 def evaluate(cfg: EvalConfig, store: Store, progress: bool = True) -> list[CheckpointReport]:
     """Compute the missing metrics of every checkpoint in ``cfg`` and store them; return one report per checkpoint."""
     wanted = list(cfg.metrics or METRICS)
-    held_out = None
-    if set(wanted) & set(PAIR_METRICS + REFERENCE_METRICS + CORRELATIONS):
-        held_out = load_held_out(cfg.data)  # bad data fails here, before anything is loaded or written
+    with_pairs = bool(set(wanted) & set(PAIR_METRICS + REFERENCE_METRICS + CORRELATIONS))
+    resolved = [(resolve_target(spec, store, cfg.reference), _run_of(spec, store)) for spec in cfg.checkpoints]
+    # A plain model beside runs is measured as they are (their data, split and lengths), so one board compares
+    # like with like; runs that disagree leave it the defaults, which the rows' settings then say.
+    shared = P.shared_training([run for _, run in resolved if run])
+    held_outs: dict[str, P.HeldOut] = {}
     targets = []
-    for spec in cfg.checkpoints:
-        target, run = resolve_target(spec, store, cfg.reference), _run_of(spec, store)
-        if held_out is not None:
-            pair_settings(cfg, run)  # a flag that contradicts the run's lengths fails before any checkpoint runs
-        targets.append((target, run))
-    if held_out is not None and cfg.judge and set(wanted) & set(CORRELATIONS):
-        held_out.scores = judge_scores(store, cfg.judge, held_out.pairs)
+    for target, run in resolved:
+        held, trained = None, P.trained_config(run) if run else shared
+        if with_pairs:  # bad data, a share beyond the run's or lengths that contradict fail before anything runs
+            data = P.held_out_data(cfg, trained, f"run {target.label}" if run else "the runs beside it")
+            P.pair_settings(cfg, trained, data.eval_fraction)
+            held = held_outs.get(canonical_json(data))
+            if held is None:
+                held = held_outs[canonical_json(data)] = P.load_held_out(data)
+        targets.append((target, run, held, trained))
+    if cfg.judge and set(wanted) & set(CORRELATIONS):
+        for held in held_outs.values():
+            held.scores = P.judge_scores(store, cfg.judge, held.pairs)
     reports = []
-    for target, run in targets:
+    for target, run, held, trained in targets:
         report = CheckpointReport(target.label, target.key)
         policy = LazyModel(target.path)
-        if held_out is not None:
-            pair_rows(cfg, store, target, run, held_out, wanted, policy, report, progress)
+        if held is not None:
+            P.pair_rows(cfg, store, target, run, held, wanted, policy, report, progress, trained)
         if set(wanted) & set(SAMPLE_METRICS):
             sample_metrics(cfg, store, target, wanted, policy, report, progress)
         for m in wanted:
