@@ -59,6 +59,10 @@ class JudgeConfig:
             raise ConfigError("--all-pairs needs at least two models")
         if self.samples < 1 or self.chunk < 1:
             raise ConfigError("--samples and chunk must be at least 1")
+        if self.temperature is not None:  # checked as generate checks it, before anything is sampled or judged
+            from evalharness.generation.base import Sampling
+
+            Sampling(temperature=evalkey.parse_temperature(self.temperature))
 
 
 @dataclass

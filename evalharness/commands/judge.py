@@ -24,6 +24,11 @@ def judge_command(
     path: Optional[str] = typer.Option(None, help="File of the prompt set, when models must be sampled."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts when sampling."),
     samples: int = typer.Option(1, help="Samples per prompt to pair (sample i of A meets sample i of B)."),
+    temperature: Optional[str] = typer.Option(None, help="Pair samples drawn at this temperature (a number, or a "
+                                                     "rule such as fastchat); models with none are sampled at it. "
+                                                     "Default: the one setting every model holds."),
+    sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
+                                                  "two settings share a temperature."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for llm judges (key: "
                                                        "OPENAI_API_KEY, never stored)."),
     model: Optional[str] = typer.Option(None, "--judge-model", help="The llm judge's model name, e.g. gpt-4o."),
@@ -42,19 +47,30 @@ def judge_command(
         options = {"base_url": base_url, "model": model, "concurrency": concurrency}
         _check_limit(limit)
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
-                          vs_reference, prompts, path, limit, samples, judge_options=options)
+                          vs_reference, prompts, path, limit, samples, judge_options=options,
+                          temperature=_temperature(temperature), sampling=sampling)
         report = run_judge(cfg, Store(str(store)), progress=progress)
         for note in report.notes:
             typer.echo(escape_controls(note))
         typer.echo(escape_controls(report.line()))
         if leaderboard:
-            _print_leaderboard(str(store), report.judge, prompts, baseline)
+            _print_leaderboard(str(store), report, prompts, baseline)
 
 
-def _print_leaderboard(store: str, judge_id: str, prompts: str, baseline: str | None) -> None:
+def _print_leaderboard(store: str, report, prompts: str, baseline: str | None) -> None:
+    """The board of what was just judged: this judge's template and the one sampling setting it paired."""
+    from evalharness.evalkey import sampling_id
     from leaderboards.cli_support import leaderboard_text
 
-    typer.echo(leaderboard_text(store, judge=judge_id, prompts=prompts, baseline=baseline), nl=False)
+    typer.echo(leaderboard_text(store, judge=report.judge, prompts=prompts, baseline=baseline,
+                                template=report.template or None,
+                                sampling=sampling_id(report.sampling) if report.sampling else None), nl=False)
+
+
+def _temperature(value: str | None):
+    from evalharness.evalkey import parse_temperature
+
+    return parse_temperature(value)
 
 
 def _check_limit(limit: int | None) -> None:
