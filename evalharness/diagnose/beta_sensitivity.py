@@ -18,8 +18,8 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from evalharness.checkpoints import checkpoint_path, locate
 from evalharness.config import ConfigError
 from evalharness.diagnose import common
 from evalharness.diagnose.common import Row, Unit
@@ -40,6 +40,7 @@ class Member:
     beta: float
     run: dict
     checkpoint: dict  # the run's final checkpoint row
+    path: str  # its directory, checked against the weights the run saved
 
 
 @dataclass
@@ -94,10 +95,12 @@ def find_sweeps(store, losses: list[str] | None = None, runs: list[str] | None =
         sweep = Sweep(members[0]["loss"], members[0]["base_model"])
         for run in members:
             finals = [c for c in store.checkpoints(run["run_id"]) if c["is_final"]]
-            if not finals or not Path(finals[-1]["path"]).exists():
+            if not finals or locate(finals[-1], store) is None:
                 notes.append(f"run {run['name']}: no final checkpoint on disk; left out")
                 continue
-            sweep.members.append(Member(float(run["params"]["beta"]), run, finals[-1]))
+            # Other weights in the run's directory are an error before anything is computed, not a quiet left-out.
+            path = checkpoint_path(finals[-1], store, f"run {run['name']}")
+            sweep.members.append(Member(float(run["params"]["beta"]), run, finals[-1], path))
         sweep.members.sort(key=lambda m: (m.beta, m.run["name"]))
         if len({m.beta for m in sweep.members}) >= 2:
             sweeps.append(sweep)
@@ -149,7 +152,7 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
             for m in sweep.members:
                 unit = Unit(KIND, m.checkpoint["checkpoint_id"], dataset, common.settings_dict(settings))
                 target = common.Target(m.checkpoint["checkpoint_id"], f"{m.run['name']}:{m.checkpoint['step']}",
-                                       m.checkpoint["path"], m.checkpoint["path"])
+                                       m.path, m.path)
                 compute = functools.partial(_compute, common.TargetModels(target), examples, settings, cfg.batch_size)
                 yield Job(unit, compute, (sweep.label, m.beta, m.run["name"]))
 

@@ -59,3 +59,16 @@ def test_values_match_a_direct_computation_and_rerun_adds_nothing(sweep_store, t
     assert (again.computed, again.cached) == (0, 2) and again.table == report.table
     with sweep_store.connect() as con:
         assert con.execute("SELECT count(*) FROM diagnostics").fetchone()[0] == count
+
+
+def test_a_checkpoint_holding_other_weights_is_an_error_before_anything_is_written(sweep_store, tmp_path,
+                                                                                    monkeypatch):
+    stored = sweep_store.checkpoints
+    monkeypatch.setattr(sweep_store, "checkpoints",
+                        lambda run_id: [dict(c, fingerprint="0" * 64) for c in stored(run_id)])
+    with sweep_store.connect() as con:
+        before = con.execute("SELECT count(*) FROM diagnostics").fetchone()[0]
+    with pytest.raises(ConfigError, match="holds other weights than the run saved"):
+        run("beta-sensitivity", DiagnoseConfig(limit=5, out=str(tmp_path)), sweep_store)
+    with sweep_store.connect() as con:
+        assert con.execute("SELECT count(*) FROM diagnostics").fetchone()[0] == before
