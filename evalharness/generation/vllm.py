@@ -3,7 +3,7 @@
 Log-probs. vLLM's default ``logprobs_mode="raw_logprobs"`` returns log_softmax(logits) at temperature 1, whatever
 the request's temperature. ``"processed_logprobs"`` applies the temperature but also top-k/top-p: with top_p < 1 it
 returns the log-prob renormalised over the nucleus (measured: off by 0.22 nats at T=0.7, top_p=0.8 on tiny-llama),
-not the log_softmax(logits / T) over the full vocabulary that the contract and ``trainers.logps.sequence_logps``
+not the log_softmax(logits / T) over the full vocabulary that the contract and ``evalharness.scoring.sequence_logps``
 mean. So the temperature is moved into the model: its logits layer's ``scale`` is set to (the model's own scale) / T
 through ``LLM.apply_model``, requests sample at temperature 1 with the same top_p (the same distribution as sampling
 at T), and the raw log-probs are log_softmax(logits / T) before top-p. Measured against ``sequence_logps``: within

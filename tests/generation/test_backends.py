@@ -50,7 +50,7 @@ def llama():
 
 
 def _forward_logps(model, requests, samples, temperature):
-    """Per-token log-probs of each sample from one teacher-forced forward (``trainers.logps``, as training scores)."""
+    """Per-token log-probs of each sample from one teacher-forced forward (``evalharness.scoring``, as training scores)."""
     import torch
 
     from evalharness.scoring import Seq, sequence_logps
