@@ -20,7 +20,9 @@ from evalharness.store import Store, bulk_insert, now
 
 def make_store(path: Path | str, pairs, judge: str = "j", version: str = "1", template: str = "",
                texts: dict[tuple[str, str], str] | None = None, labels: dict[str, str] | None = None,
-               prompt_set: str = "set", store: Store | None = None) -> Store:
+               prompt_set: str = "set", store: Store | None = None, turn: int = 1,
+               sampling: dict[str, str] | None = None) -> Store:
+    """``sampling``: a model's stored sampling JSON (default ``{}``, none recorded); ``turn``: of every pair."""
     store = store or Store(str(path))
     texts = dict(texts or {})
     labels = dict(labels or {})
@@ -32,20 +34,22 @@ def make_store(path: Path | str, pairs, judge: str = "j", version: str = "1", te
     for m in models:
         for pid in prompts:
             text = texts.get((m, pid), f"answer of {m} to {pid}")
-            gid = content_hash(["test-generation", m, pid, text])
+            setting = (sampling or {}).get(m, "{}")
+            gid = content_hash(["test-generation", m, pid, text] + ([turn, setting] if (turn, setting) != (1, "{}")
+                                                                    else []))
             gen_id[(m, pid)] = gid
-            gen_rows.append((gid, m, labels.get(m, m), None, pid, 1, 0, "{}", 1.0, "test", None, None, text, None,
-                             len(text.split()), "stop", False, None, None, None, None, now()))
+            gen_rows.append((gid, m, labels.get(m, m), None, pid, turn, 0, setting, 1.0, "test", None, None, text,
+                             None, len(text.split()), "stop", False, None, None, None, None, now()))
     rows = []
     for pid, a, b, *orders in pairs:
-        pair_id = content_hash(["pair", judge, version, template, pid, 1, 0, a, b])
+        pair_id = content_hash(["pair", judge, version, template, pid, turn, 0, a, b])
         for swapped, spec in zip((False, True), orders):
             if spec is None:
                 continue
             verdict, prob = spec if isinstance(spec, tuple) else (spec, None)
             first, second = (gen_id[(b, pid)], gen_id[(a, pid)]) if swapped else (gen_id[(a, pid)], gen_id[(b, pid)])
             cache = content_hash(["judgment", judge, version, template, pid, first, second, len(rows)])
-            rows.append((content_hash(["row", cache]), cache, judge, version, template, pid, 1, 0, pair_id, a, b,
+            rows.append((content_hash(["row", cache]), cache, judge, version, template, pid, turn, 0, pair_id, a, b,
                          swapped, first, second, verdict, prob, verdict, None, None, None, None, None, now(), None))
     with store.transaction() as con:
         if prompt_rows:
