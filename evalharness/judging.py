@@ -10,12 +10,15 @@ answers are kept as they are, never guessed.
 
 A judge that scores responses on its own (reward model, oracle) scores each distinct response once into ``scores``;
 its verdicts are score differences.
+
+Two-turn sets (MT-Bench): turn 2 is judged too when the judge has a template for it (FastChat's multi-turn ones), each
+response shown after its own model's turn-1 answer, as it was generated; its rows carry ``turn`` 2. A judge in
+single-answer mode (``mode=single``) grades each model's answers alone instead (``evalharness.rating``).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +26,11 @@ from typing import Any
 
 from evalharness import evalkey, pair_sampling
 from evalharness.config import ConfigError
-from evalharness.data.types import Message
 from evalharness.hashing import content_hash
+from evalharness.rating import PromptInfo, earlier_answers
 from evalharness.store import Store, now
 from evalharness.store_rows import GenerationRecord, JudgmentRecord, ScoreRecord, score_key
-from judges.base import Comparison, Judge, Verdict, can_score, verdict_from_scores
+from judges.base import Comparison, Judge, Verdict, can_rate, can_score, verdict_from_scores
 
 REFERENCE = "reference"
 
@@ -48,10 +51,13 @@ class JudgeConfig:
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig fields for models not yet sampled
     temperature: float | None = None  # pair samples drawn at this temperature (``evalharness.pair_sampling``)
     sampling: str | None = None  # a setting's short id, where two settings share a temperature
+    mode: str | None = None  # "single": grade each answer alone (given to the judge as its ``mode``); None: its own
 
     def __post_init__(self):
+        if self.mode not in (None, "pairwise", "single"):
+            raise ConfigError(f"--mode must be pairwise or single, got {self.mode!r}")
         modes = sum([self.baseline is not None, self.all_pairs, self.vs_reference])
-        if modes != 1:
+        if modes != 1 and not (self.mode == "single" and modes == 0):  # graded alone, a model needs no opponent
             raise ConfigError("choose exactly one of --baseline X, --all-pairs or --vs-reference")
         if not self.models:
             raise ConfigError("--models needs at least one model")
@@ -90,11 +96,14 @@ class Report:
     notes: list[str] = field(default_factory=list)
     sampling: str = ""  # the one setting paired (``evalharness.evalkey`` canonical form)
     template: str = ""
+    answers: int = 0  # answers graded alone (single-answer mode), in place of pairs and judgments
 
     def line(self) -> str:
         spend = f", {self.prompt_tokens}+{self.completion_tokens} tokens" if self.prompt_tokens else ""
         spend += f", cost {self.cost:.4f}" if self.cost else ""
-        return (f"{self.judge}: {self.pairs} pairs, {self.judgments} judgments ({self.stored} already stored, "
+        what = (f"{self.answers} answers graded" if self.answers else
+                f"{self.pairs} pairs, {self.judgments} judgments")
+        return (f"{self.judge}: {what} ({self.stored} already stored, "
                 f"{self.reused} reused from the cache, {self.called} judged now"
                 + (f", {self.scored} responses scored" if self.scored else "")
                 + f"), {self.failed} failed, {self.unparsed} unparsed"
@@ -122,10 +131,19 @@ class Task:
 def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
     from judges.base import build_judge
 
-    judge_obj = build_judge(cfg.judge, **cfg.judge_options)  # bad judge arguments fail before anything is written
+    options = {**cfg.judge_options, **({"mode": cfg.mode} if cfg.mode else {})}
+    judge_obj = build_judge(cfg.judge, **options)  # bad judge arguments fail before anything is written
     report = Report(judge_obj.id, template=judge_obj.template)
     start = time.perf_counter()
     sides = [resolve_side(store, m, cfg, report) for m in cfg.models]
+    if can_rate(judge_obj):
+        from evalharness.rating import rate
+
+        if cfg.baseline is not None:
+            sides.append(resolve_side(store, cfg.baseline, cfg, report))
+        rate(store, judge_obj, cfg, sides, *paired_samples(store, cfg, sides, report), report, progress)
+        report.seconds = time.perf_counter() - start
+        return report
     if cfg.vs_reference:
         pairs = [(s, reference_side(store, cfg.prompts)) for s in sides]
     elif cfg.all_pairs:
@@ -234,19 +252,21 @@ def reference_side(store: Store, prompt_set: str) -> Side:
 # ------------------------------------------------------------------------------------------------------ tasks
 
 
-def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tuple[Side, Side]],
-                report: Report | None = None) -> list[Task]:
-    keys = sorted({s.key for pair in pairs for s in pair})
+def paired_samples(store: Store, cfg: JudgeConfig, sides: list[Side], report: Report | None = None,
+                   ) -> tuple[dict[tuple[str, str, int, int], tuple], dict[str, PromptInfo]]:
+    """The samples the models are judged on: (checkpoint, prompt, turn, sample index) -> (generation id, text), at
+    the one sampling setting chosen for every model, and the prompts they answer."""
+    keys = sorted({s.key for s in sides})
     with store.connect() as con:
         rows = con.execute(
             "SELECT g.checkpoint, g.prompt_id, g.sample_index, g.generation_id, g.text, g.sampling, g.created_at, "
-            "p.messages, p.reference FROM generations g JOIN prompts p USING (prompt_id) "
-            "WHERE p.prompt_set = ? AND g.turn = 1 AND g.sample_index < ? AND g.checkpoint IN "
+            "p.messages, p.reference, g.turn, p.meta FROM generations g JOIN prompts p USING (prompt_id) "
+            "WHERE p.prompt_set = ? AND g.sample_index < ? AND g.checkpoint IN "
             "(SELECT unnest(?)) ORDER BY g.created_at, g.generation_id",
             [cfg.prompts, cfg.samples, keys]).fetchall()
     # One sampling setting for every model (``pair_sampling``); reference answers have none and meet any.
     setting = {r[5]: evalkey.canonical(r[5]) for r in rows}
-    models = {s.key: s.label for pair in pairs for s in pair if not s.key.startswith(f"{REFERENCE}:")}
+    models = {s.key: s.label for s in sides if not s.key.startswith(f"{REFERENCE}:")}
     held: dict[str, set[str]] = {k: set() for k in models}
     for r in rows:
         if r[0] in held:
@@ -258,28 +278,57 @@ def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tu
     for r in rows:  # in created order: a setting drawn twice (two backends) pairs its latest samples
         if r[0] not in models or setting[r[5]] == key:
             chosen.setdefault(r[0], []).append(r)
-    table: dict[tuple[str, str, int], tuple] = {}
+    table: dict[tuple[str, str, int, int], tuple] = {}
+    prompts: dict[str, PromptInfo] = {}
     for ck, rs in chosen.items():
         for r in rs:
-            table[(ck, r[1], r[2])] = r
-    prompts = sorted({(r[1], r[7], r[8]) for rs in chosen.values() for r in rs})
+            table[(ck, r[1], r[9] or 1, r[2])] = (r[3], r[4])
+            if r[1] not in prompts:
+                prompts[r[1]] = PromptInfo.from_row(r[1], r[7], r[8], r[10])
+    return table, prompts
+
+
+def build_tasks(store: Store, judge_obj: Judge, cfg: JudgeConfig, pairs: list[tuple[Side, Side]],
+                report: Report | None = None) -> list[Task]:
+    table, prompts = paired_samples(store, cfg, [s for pair in pairs for s in pair], report)
     tasks: list[Task] = []
     ident = [judge_obj.id, judge_obj.version, judge_obj.template]
-    for a, b in pairs:
-        for pid, messages_json, reference in prompts:
-            messages = tuple(Message(m["role"], m["content"]) for m in json.loads(messages_json))
-            for i in range(cfg.samples):
-                ga, gb = table.get((a.key, pid, i)), table.get((b.key, pid, i))
-                if ga is None or gb is None:
-                    continue
-                pair_id = content_hash(["pair", *ident, pid, 1, i, a.key, b.key])
-                for swapped in (False, True):
-                    first, second = (gb, ga) if swapped else (ga, gb)
-                    comp = Comparison(messages, first[4] or "", second[4] or "", reference)
-                    cache_key = content_hash(["judgment", *ident, messages_json, reference, comp.first, comp.second])
-                    tasks.append(Task(content_hash(["judgment-row", cache_key, first[3], second[3]]), cache_key,
-                                      pair_id, pid, 1, i, a, b, swapped, first[3], second[3], comp))
+    # A judge that picks its template by category (FastChat's set) keys each comparison by it too.
+    by_category = bool(getattr(getattr(judge_obj, "prompts", None), "reference_categories", None))
+    for turn in sorted(getattr(judge_obj, "turns", None) or {1}):
+        for a, b in pairs:
+            for _, info in sorted(prompts.items()):
+                for i in range(cfg.samples):
+                    tasks += _pair_tasks(ident, table, info, turn, i, a, b, by_category)
     return tasks
+
+
+def _pair_tasks(ident: list, table: dict, info: PromptInfo, turn: int, i: int, a: Side, b: Side,
+                by_category: bool) -> list[Task]:
+    """Both orders of one pair at one turn; none when a side lacks the answer (or, at turn 2, its turn-1 answer)."""
+    ga, gb = table.get((a.key, info.id, turn, i)), table.get((b.key, info.id, turn, i))
+    earlier = [earlier_answers(table, s.key, info.id, turn, i) for s in (a, b)]
+    if ga is None or gb is None or None in earlier:
+        return []
+    history = [info.history(e) for e in earlier]
+    pair_id = content_hash(["pair", *ident, info.id, turn, i, a.key, b.key])
+    out = []
+    for swapped in (False, True):
+        (first, hist_first), (second, hist_second) = ((gb, history[1]), (ga, history[0])) if swapped else (
+            (ga, history[0]), (gb, history[1]))
+        comp = Comparison(hist_first, first[1] or "", second[1] or "", info.reference_at(turn), turn,
+                          hist_second if turn > 1 else None, info.references, info.category)
+        if turn == 1:  # the key turn-1 judgments always had: the stored verdicts stay valid
+            extra = [info.category] if by_category else []
+            cache_key = content_hash(["judgment", *ident, info.messages_json, comp.reference, comp.first,
+                                      comp.second, *extra])
+        else:
+            cache_key = content_hash(["judgment", *ident, turn, [list(m) for m in hist_first],
+                                      [list(m) for m in hist_second], list(info.references), info.category,
+                                      comp.first, comp.second])
+        out.append(Task(content_hash(["judgment-row", cache_key, first[0], second[0]]), cache_key, pair_id, info.id,
+                        turn, i, a, b, swapped, first[0], second[0], comp))
+    return out
 
 
 def _not_stored(store: Store, tasks: list[Task], report: Report) -> list[Task]:
@@ -351,10 +400,11 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def _cached_verdicts(store: Store, keys: list[str]) -> dict[str, Verdict]:
     with store.connect() as con:
         rows = con.execute(
-            "SELECT cache_key, any_value(verdict), any_value(probability), any_value(raw) FROM judgments "
-            "JOIN (SELECT unnest(?) AS k) ON cache_key = k WHERE verdict <> 'failed' GROUP BY cache_key",
-            [keys]).fetchall()
-    return {k: Verdict(v, probability=p, raw=raw) for k, v, p, raw in rows}
+            "SELECT cache_key, any_value(verdict), any_value(probability), any_value(raw), any_value(strong) "
+            "FROM judgments JOIN (SELECT unnest(?) AS k) ON cache_key = k WHERE verdict <> 'failed' "
+            "GROUP BY cache_key", [keys]).fetchall()
+    return {k: Verdict(v, probability=p, raw=raw, meta={} if strong is None else {"strong": strong})
+            for k, v, p, raw, strong in rows}
 
 
 def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], report: Report) -> list[Verdict]:
@@ -395,4 +445,4 @@ def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> JudgmentRecord:
         t.judgment_id, t.cache_key, judge_obj.id, judge_obj.version, judge_obj.template, t.prompt_id, t.turn,
         t.sample_index, t.pair_id, t.a.key, t.b.key, t.swapped, t.gen_first, t.gen_second, v.winner, v.probability,
         v.raw, None if reused else v.latency, None if reused else v.prompt_tokens,
-        None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now())
+        None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now(), v.meta.get("strong"))

@@ -5,7 +5,9 @@ returns one ``Verdict`` per comparison, in positions as shown ("first" / "second
 orders and stores both raw verdicts; combining them is the leaderboard's business, never the judge's.
 
 A judge that can score one response on its own (a reward model, the synthetic oracle) also implements ``score``;
-the runner then scores each response once, stores the scores, and derives verdicts from score differences.
+the runner then scores each response once, stores the scores, and derives verdicts from score differences. A judge
+in single-answer mode (``mode = "single"``, e.g. MT-Bench's 1-10 grading by an LLM) implements ``rate`` over
+``Answer``s instead, returning one ``Rating`` each.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ class Comparison:
     first: str
     second: str
     reference: str | None = None  # a reference answer, for templates that show one (MT-Bench math, Arena-Hard)
+    # Turn t > 1 of a multi-turn set: each model answered the earlier turns itself, so ``messages`` is the first
+    # response's conversation and ``second_messages`` the second's (None: the same as ``messages``).
+    turn: int = 1
+    second_messages: tuple[Message, ...] | None = None
+    references: tuple[str, ...] = ()  # a reference answer per turn, for templates that show every turn's
+    category: str | None = None  # the prompt's category: a judge may choose its template by it (FastChat's math)
 
     @property
     def question(self) -> str:
@@ -45,6 +53,42 @@ class Comparison:
     def conversation(self) -> str:
         """The whole conversation as plain text, one 'Role: content' block per message."""
         return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in self.messages)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One single-answer grading request: the conversation up to (not including) the answer, and the answer."""
+
+    messages: tuple[Message, ...]
+    text: str
+    reference: str | None = None
+    turn: int = 1
+    references: tuple[str, ...] = ()
+    category: str | None = None
+
+
+RATING_STATUSES = ("rated", "unparsed", "failed")
+
+
+@dataclass
+class Rating:
+    """A judge's grade of one answer (single-answer grading, e.g. MT-Bench's 1-10), or why there is none."""
+
+    status: str  # one of RATING_STATUSES
+    rating: float | None = None  # set exactly when status is "rated"
+    raw: str | None = None
+    latency: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in RATING_STATUSES:
+            raise ValueError(f"rating status {self.status!r} is not one of {', '.join(RATING_STATUSES)}")
+        if (self.rating is not None) != (self.status == "rated"):
+            raise ValueError(f"a {self.status} rating {'needs' if self.status == 'rated' else 'has no'} a value")
 
 
 @dataclass
@@ -82,6 +126,11 @@ class Judge(Protocol):
     template: str
 
     def compare(self, items: Sequence[Comparison]) -> list[Verdict]: ...
+
+
+def can_rate(judge: Any) -> bool:
+    """A judge in single-answer mode: ``rate(answers) -> ratings`` in place of ``compare`` (``mode = "single"``)."""
+    return getattr(judge, "mode", "pairwise") == "single" and callable(getattr(judge, "rate", None))
 
 
 def can_score(judge: Any) -> bool:

@@ -33,8 +33,8 @@ from urllib.parse import urlparse
 
 from evalharness.hashing import content_hash
 from judges import parsers
-from judges.base import Comparison, JudgeError, Verdict
-from judges.templates import Template, load_template
+from judges.base import Answer, Comparison, JudgeError, Rating, Verdict
+from judges.templates import PAIRWISE, SINGLE, Template, TemplateSet, load_templates
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,12 @@ class Usage:
 
 
 class LLMJudge:
-    """``llm:model=NAME[,base_url=URL,template=mt-bench,concurrency=8,...]``.
+    """``llm:model=NAME[,base_url=URL,template=mt-bench,mode=pairwise,concurrency=8,...]``.
 
-    ``template``: a built-in name or a path (see ``judges.templates``). ``price_in`` / ``price_out``: cost per million
+    ``template``: a built-in name or a path (see ``judges.templates``); FastChat's ``judge_prompts.jsonl`` without an
+    entry is MT-Bench's whole set, each item judged with the template for its category and turn. ``mode``:
+    ``pairwise`` (``compare``: verdicts between two responses) or ``single`` (``rate``: a grade of each answer with
+    the set's single-answer templates, FastChat's 1-10). ``price_in`` / ``price_out``: cost per million
     prompt / completion tokens; without them ``cost`` is None. ``logprobs``: ask for the top log-probs of the answer
     tokens and set P(first) from the verdict token's alternatives, for formats whose verdict is one token.
     ``requests_per_minute``: spread request starts evenly (an endpoint's rate limit), on top of ``concurrency``.
@@ -73,11 +76,11 @@ class LLMJudge:
                  max_tokens: int = 1024, logprobs: bool = False, price_in: float | None = None,
                  price_out: float | None = None, top_logprobs: int = 5, backoff: float = 1.0, max_backoff: float = 30.0,
                  requests_per_minute: float | None = None, seed: int | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", transport: str = "auto"):
+                 api_key_env: str = "OPENAI_API_KEY", transport: str = "auto", mode: str = PAIRWISE):
         check_settings(model=model, base_url=base_url, concurrency=concurrency, max_retries=max_retries,
                        timeout=timeout, temperature=temperature, max_tokens=max_tokens, price_in=price_in,
                        price_out=price_out, top_logprobs=top_logprobs, backoff=backoff, max_backoff=max_backoff,
-                       requests_per_minute=requests_per_minute, seed=seed, transport=transport)
+                       requests_per_minute=requests_per_minute, seed=seed, transport=transport, mode=mode)
         self.model = str(model)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None  # the openai client reads it too
         if not base_url and self.base_url:
@@ -94,8 +97,15 @@ class LLMJudge:
         self.transport = transport
         if not os.environ.get(api_key_env) and not self.base_url:
             raise JudgeError(f"the llm judge needs an API key in ${api_key_env} (or a base_url of a key-less server)")
-        self.prompt: Template = load_template(template)
-        self.template = self.prompt.key
+        self.mode = mode
+        self.prompts: TemplateSet = load_templates(template)
+        if mode not in self.prompts.kinds():
+            raise JudgeError(f"llm judge: template {template!r} has no {mode} template"
+                             + (" (FastChat's judge_prompts.jsonl without an entry has both)" if mode == SINGLE
+                                else ""))
+        self.prompt: Template = next(t for _, t in self.prompts.cases if t.kind == mode)
+        self.template = self.prompts.key
+        self.turns = self.prompts.turns(mode)  # 2: it can judge turn 2 of a two-turn set (its multi-turn template)
         self.id = f"llm:{self.model}" + (f"@{urlparse(self.base_url).hostname}" if self.base_url else "")
         settings = {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed,
                     "top_logprobs": self.top_logprobs if self.logprobs else None}
@@ -111,20 +121,27 @@ class LLMJudge:
     def compare(self, items: Sequence[Comparison]) -> list[Verdict]:
         """One verdict per comparison, in order. Callable from sync code and from inside a running event loop: the
         requests run on the judges' own loop thread either way."""
+        return self._blocking(self._render(items, PAIRWISE), "compare")
+
+    def rate(self, items: Sequence[Answer]) -> list[Rating]:
+        """One rating per answer, in order (single-answer mode), with the set's single-answer templates."""
+        return self._blocking(self._render(items, SINGLE), "rate")
+
+    async def acompare(self, items: Sequence[Comparison]) -> list[Verdict]:
+        """``compare`` for async callers: awaits the judges' loop thread without blocking the caller's loop."""
+        rendered = self._render(items, PAIRWISE)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(rendered), _background_loop()))
+
+    def _blocking(self, rendered: list[tuple[list[dict[str, str]], Template]], name: str) -> list:
         loop = _background_loop()
         if _on_loop_thread(loop):
-            raise JudgeError("LLMJudge.compare() was called on the judges' own event loop; await acompare() there")
-        future = asyncio.run_coroutine_threadsafe(self._run(self._render(items)), loop)
+            raise JudgeError(f"LLMJudge.{name}() was called on the judges' own event loop; await acompare() there")
+        future = asyncio.run_coroutine_threadsafe(self._run(rendered), loop)
         try:
             return future.result()
         except BaseException:
             future.cancel()  # an interrupted caller stops its requests too
             raise
-
-    async def acompare(self, items: Sequence[Comparison]) -> list[Verdict]:
-        """``compare`` for async callers: awaits the judges' loop thread without blocking the caller's loop."""
-        rendered = self._render(items)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(rendered), _background_loop()))
 
     def close(self) -> None:
         """Close the judge's connections now (a garbage-collected judge closes them too, without waiting)."""
@@ -141,21 +158,26 @@ class LLMJudge:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _render(self, items: Sequence[Comparison]) -> list[list[dict[str, str]]]:
+    def _render(self, items: Sequence[Comparison | Answer], kind: str) -> list[tuple[list[dict[str, str]], Template]]:
         # Everything is rendered before anything is sent: a comparison the template can't show is bad input.
-        return [self.prompt.render(c) for c in items]
+        out = []
+        for c in items:
+            template = self.prompts.pick(kind, c.turn, c.category)
+            out.append((template.render(c), template))
+        return out
 
-    async def _run(self, rendered: list[list[dict[str, str]]]) -> list[Verdict]:
+    async def _run(self, rendered: list[tuple[list[dict[str, str]], Template]]) -> list[Verdict | Rating]:
         if not rendered:
             return []
         client = self._client_on(asyncio.get_running_loop())
         run = _Run(asyncio.Semaphore(self.concurrency), self.requests_per_minute)
-        verdicts = await asyncio.gather(*(self._judge(client, run, messages) for messages in rendered))
+        verdicts = await asyncio.gather(*(self._judge(client, run, messages, t) for messages, t in rendered))
         self.usage.requests += run.requests
         self.usage.retries += run.requests - len(verdicts)
         for v in verdicts:
-            self.usage.failed += v.winner == "failed"
-            self.usage.unparsed += v.winner == "unparsed"
+            outcome = v.winner if isinstance(v, Verdict) else v.status
+            self.usage.failed += outcome == "failed"
+            self.usage.unparsed += outcome == "unparsed"
             self.usage.prompt_tokens += v.prompt_tokens or 0
             self.usage.completion_tokens += v.completion_tokens or 0
             self.usage.cost += v.cost or 0.0
@@ -182,7 +204,7 @@ class LLMJudge:
     def _api_key(self) -> str:
         return os.environ.get(self.api_key_env) or PLACEHOLDER_KEY
 
-    async def _judge(self, client, run: _Run, messages: list[dict[str, str]]) -> Verdict:
+    async def _judge(self, client, run: _Run, messages: list[dict[str, str]], template: Template) -> Verdict | Rating:
         import openai
 
         request = {"model": self.model, "messages": messages, "temperature": self.temperature,
@@ -208,11 +230,11 @@ class LLMJudge:
                 except openai.APIConnectionError as e:  # includes APITimeoutError
                     reason, retry, wait = f"{type(e).__name__}: {e}{_cause(e)}", True, None
                 except (openai.OpenAIError, ValueError) as e:  # a body that is not JSON, or not a chat completion
-                    return self._failed(f"malformed response: {type(e).__name__}: {e}", attempt + 1)
+                    return self._failed(f"malformed response: {type(e).__name__}: {e}", attempt + 1, template)
                 else:
-                    return self._verdict(response, time.perf_counter() - start, attempt + 1)
+                    return self._verdict(response, time.perf_counter() - start, attempt + 1, template)
                 if not retry or attempt == self.max_retries:
-                    return self._failed(reason, attempt + 1)
+                    return self._failed(reason, attempt + 1, template)
                 if wait is None:
                     wait = backoff_delay(attempt, self.backoff, self.max_backoff, random.random())
                 log.info("%s: %s; retry %d/%d in %.2f s", self.id, self._scrub(reason)[:200], attempt + 1,
@@ -220,10 +242,10 @@ class LLMJudge:
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
-    def _verdict(self, data, latency: float, attempts: int) -> Verdict:
-        """The verdict of one chat-completion answer (parsed JSON), with its usage and cost."""
+    def _verdict(self, data, latency: float, attempts: int, template: Template) -> Verdict | Rating:
+        """The verdict (or rating) of one chat-completion answer (parsed JSON), with its usage and cost."""
         if not isinstance(data, dict):
-            return self._failed(f"malformed response: not a JSON object ({str(data)[:80]!r})", attempts)
+            return self._failed(f"malformed response: not a JSON object ({str(data)[:80]!r})", attempts, template)
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         pt, ct = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
         common = {"latency": latency, "prompt_tokens": pt, "completion_tokens": ct, "cost": self._cost(pt, ct)}
@@ -231,20 +253,31 @@ class LLMJudge:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             log.warning("%s: a response had no choices", self.id)
+            if template.kind == SINGLE:
+                return Rating("failed", error="response has no choices", meta=meta, **common)
             return Verdict("failed", error="response has no choices", meta=meta, **common)
         choice = choices[0]
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         text = message.get("content") or message.get("refusal") or ""
         text = text if isinstance(text, str) else ""
         meta["finish_reason"] = choice.get("finish_reason")
+        if template.kind == SINGLE:
+            grade = template.rate(text)
+            return Rating("unparsed" if grade is None else "rated", grade, raw=self._scrub(text), meta=meta, **common)
         probability = None
-        if self.logprobs and self.prompt.logprob_format is not None:
-            probability = parsers.choice_probability(_top_logprobs(choice), self.prompt.logprob_format)
-        return Verdict(self.prompt.parse(text), probability=probability, raw=self._scrub(text), meta=meta, **common)
+        if self.logprobs and template.logprob_format is not None:
+            probability = parsers.choice_probability(_top_logprobs(choice), template.logprob_format)
+        winner = template.parse(text)
+        strong = template.strong(text)
+        if strong is not None and winner in ("first", "second"):
+            meta["strong"] = strong
+        return Verdict(winner, probability=probability, raw=self._scrub(text), meta=meta, **common)
 
-    def _failed(self, reason: str, attempts: int) -> Verdict:
+    def _failed(self, reason: str, attempts: int, template: Template) -> Verdict | Rating:
         reason = self._scrub(reason)
         log.warning("%s: request failed after %d attempt(s): %s", self.id, attempts, reason[:200])
+        if template.kind == SINGLE:
+            return Rating("failed", error=reason, meta={"attempts": attempts})
         return Verdict("failed", error=reason, meta={"attempts": attempts})
 
     def _cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
@@ -261,7 +294,7 @@ def check_settings(model: str = "gpt-4o", base_url: str | None = None, concurren
                    timeout: float = 60.0, temperature: float = 0.0, max_tokens: int = 1024,
                    price_in: float | None = None, price_out: float | None = None, top_logprobs: int = 5,
                    backoff: float = 1.0, max_backoff: float = 30.0, requests_per_minute: float | None = None,
-                   seed: int | None = None, transport: str = "auto") -> None:
+                   seed: int | None = None, transport: str = "auto", mode: str = PAIRWISE) -> None:
     """Every setting of an llm judge in range, checked before any request: a NaN timeout or a negative backoff would
     otherwise turn every verdict into ``failed`` (after minutes of retries) and still exit 0."""
     if not isinstance(model, str) or not model.strip():
@@ -285,6 +318,8 @@ def check_settings(model: str = "gpt-4o", base_url: str | None = None, concurren
                              f"got {value!r}")
     if transport not in ("auto", "httpx"):
         raise JudgeError(f"transport must be auto or httpx, not {transport!r}")
+    if mode not in (PAIRWISE, SINGLE):
+        raise JudgeError(f"llm judge: mode must be {PAIRWISE} or {SINGLE}, got {mode!r}")
     if base_url:
         check_base_url(base_url, "base_url")
 

@@ -1,18 +1,28 @@
-"""Pairwise judge templates: the project's own (``judges/templates/*.toml``) and third-party files loaded by path.
+"""Judge templates: the project's own (``judges/templates/*.toml``) and third-party files loaded by path.
 
 A template is data: chat messages with placeholders, and the name of the parser that reads the judge's answer
-(``judges.parsers``). Its identity is a content hash, so the judge's ``template`` attribute (``name@hash12``) changes
-whenever a word of the prompt or the parser changes, and no verdict made with an old prompt is ever reused.
+(``judges.parsers``): a pairwise verdict, or a grade for single-answer templates (``kind``). Its identity is a content
+hash, so the judge's ``template`` attribute (``name@hash12``) changes whenever a word of the prompt or the parser
+changes, and no verdict made with an old prompt is ever reused.
 
 Specs ``load_template`` accepts:
-- a built-in name: ``mt-bench``, ``mt-bench-reference``, ``summary``, ``dialogue``, ``human-preference``;
+- a built-in name: ``mt-bench``, ``mt-bench-reference``, ``arena-hard``, ``summary``, ``dialogue``,
+  ``human-preference``;
 - a ``.toml`` file in the built-ins' layout (``parser``, optional ``system``, ``user``, optional ``description``);
-- a FastChat ``judge_prompts.jsonl`` with ``#ENTRY`` (e.g. ``.../judge_prompts.jsonl#pair-v2``): pairwise entries;
+- a FastChat ``judge_prompts.jsonl`` with ``#ENTRY`` (e.g. ``.../judge_prompts.jsonl#pair-v2``): pairwise entries
+  (``[[A]]``) and single-answer ones (``[[rating]]``);
 - an AlpacaEval annotator directory (or its ``configs.yaml``): those whose answers a text parser can read.
+
+``load_templates`` gives a judge its ``TemplateSet``: one template, or for a FastChat ``judge_prompts.jsonl`` named
+without an entry, MT-Bench's judging as FastChat does it (``fastchat_mt_bench.toml``): a general template, a
+reference-guided one for the categories judged against reference answers, and multi-turn versions of both for turn 2,
+pairwise and single-answer.
 
 Placeholders: ``{conversation}`` (every turn, "Role: text"), ``{question}`` (the user's message when the conversation
 is one user turn, else the whole conversation: multi-turn conversations are always shown in full), ``{first}``,
-``{second}``, ``{reference}``; FastChat's and AlpacaEval's names map onto these (``answer_a`` = ``output_1`` = first).
+``{second}``, ``{reference}``; FastChat's and AlpacaEval's names map onto these (``answer_a`` = ``output_1`` = first,
+``answer`` the graded answer). Multi-turn templates show each response's own conversation (``answer_a_1`` is the
+first model's own turn-1 answer) and a reference answer per turn.
 """
 
 from __future__ import annotations
@@ -27,10 +37,12 @@ from pathlib import Path
 
 from evalharness.hashing import content_hash
 from judges import parsers
-from judges.base import Comparison, JudgeError
+from judges.base import Answer, Comparison, JudgeError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+FASTCHAT_SET = Path(__file__).resolve().parent / "fastchat_mt_bench.toml"
 _OWN_KEYS = {"description", "parser", "system", "user"}
+PAIRWISE, SINGLE = "pairwise", "single"
 
 
 class TemplateError(JudgeError):
@@ -65,12 +77,32 @@ class Template:
         """Where the verdict token sits, for formats whose verdict is one token; None for the others."""
         return parsers.LOGPROB_FORMATS.get(self.parser)
 
+    @property
+    def kind(self) -> str:
+        """``pairwise`` (a verdict between two responses) or ``single`` (a grade of one answer)."""
+        return SINGLE if self.parser in parsers.RATING_PARSERS else PAIRWISE
+
+    @property
+    def multi_turn(self) -> bool:
+        """Whether the template shows two turns (question_1, answers to both, question_2): MT-Bench's turn 2."""
+        return "question_2" in self.placeholders
+
     def parse(self, text: str) -> str:
         return parser_for(self.parser, self.parser_args)(text)
 
-    def render(self, c: Comparison) -> list[dict[str, str]]:
+    def rate(self, text: str) -> float | None:
+        return parsers.RATING_PARSERS[self.parser](text)
+
+    def strong(self, text: str) -> bool | None:
+        """Whether the verdict was given strongly, for formats with levels (Arena-Hard's); None for the others."""
+        read = parsers.STRENGTH.get(self.parser)
+        return read(text) if read else None
+
+    def render(self, c: Comparison | Answer) -> list[dict[str, str]]:
         """The chat messages that show ``c`` to the judge, e.g. [{"role": "system", ...}, {"role": "user", ...}]."""
-        multi_turn = "question_2" in self.placeholders
+        if isinstance(c, Answer):
+            c = Comparison(c.messages, c.text, "", c.reference, c.turn, None, c.references, c.category)
+        multi_turn = self.multi_turn
         values = {name: _value(name, c, self.name, multi_turn) for name in self.placeholders & _KNOWN}
         out = []
         for role, text in self.messages:
@@ -85,7 +117,84 @@ def parser_for(name: str, args: tuple[tuple[str, str], ...] = ()) -> Callable[[s
     try:
         return parsers.PARSERS[name]
     except KeyError:
-        raise TemplateError(_unknown("parser", name, [*parsers.PARSERS, "regex"])) from None
+        pass
+    if name in parsers.RATING_PARSERS:
+        raise TemplateError(f"parser {name!r} reads a grade, not a verdict: the template is for single-answer "
+                            "grading (mode=single)")
+    raise TemplateError(_unknown("parser", name, [*parsers.PARSERS, "regex", *parsers.RATING_PARSERS]))
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """The templates one judge chooses from, by kind, turn and category.
+
+    ``cases`` maps a case name to a template: ``pairwise`` / ``single``, plus ``-ref`` for the categories judged
+    against reference answers (``reference_categories``) and ``-multi`` for turn 2 of a two-turn set, e.g.
+    ``pairwise-ref-multi``. A set of one template has that template's key, so a judge given one template keeps the
+    cache keys it always had.
+    """
+
+    name: str
+    cases: tuple[tuple[str, Template], ...]
+    reference_categories: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, template: Template) -> TemplateSet:
+        return cls(template.name, ((_case(template.kind, False, template.multi_turn), template),))
+
+    @cached_property
+    def key(self) -> str:
+        if len(self.cases) == 1 and not self.reference_categories:
+            return self.cases[0][1].key
+        digest = content_hash({"cases": [(c, t.hash) for c, t in self.cases],
+                               "reference_categories": sorted(self.reference_categories)})
+        return f"{self.name}@{digest[:12]}"
+
+    def kinds(self) -> set[str]:
+        return {t.kind for _, t in self.cases}
+
+    def turns(self, kind: str) -> set[int]:
+        """The turns this set can judge for a kind: 1 (single-turn templates) and 2 (multi-turn ones)."""
+        return {2 if t.multi_turn else 1 for _, t in self.cases if t.kind == kind}
+
+    def pick(self, kind: str, turn: int, category: str | None) -> Template:
+        """The template for one item; a reference-guided case falls back to the general one when there is none."""
+        found = dict(self.cases)
+        multi = turn > 1
+        ref = category in self.reference_categories
+        for case in ([_case(kind, True, multi)] if ref else []) + [_case(kind, False, multi)]:
+            if case in found:
+                return found[case]
+        raise TemplateError(f"template {self.key}: no {kind} template for turn {turn}"
+                            + (f" (category {category!r})" if category else "")
+                            + f"; it has: {', '.join(c for c, _ in self.cases)}")
+
+
+def _case(kind: str, reference: bool, multi: bool) -> str:
+    return kind + ("-ref" if reference else "") + ("-multi" if multi else "")
+
+
+def load_templates(spec: str) -> TemplateSet:
+    """A judge's templates: FastChat's MT-Bench set for a ``judge_prompts.jsonl`` named without an entry, else the one
+    template ``load_template`` reads."""
+    spec = str(spec).strip()
+    path = Path(spec).expanduser()
+    if "#" not in spec and path.is_file() and path.suffix == ".jsonl":
+        return load_fastchat_set(path)
+    return TemplateSet.of(load_template(spec))
+
+
+def load_fastchat_set(path: Path) -> TemplateSet:
+    """FastChat's MT-Bench judging from its ``judge_prompts.jsonl``: the entries ``fastchat_mt_bench.toml`` names."""
+    import tomllib
+
+    with open(FASTCHAT_SET, "rb") as f:
+        plan = tomllib.load(f)
+    cases = tuple((case, load_fastchat(path, entry)) for case, entry in plan["entries"].items())
+    for case, template in cases:
+        if _case(template.kind, case.split("-")[1:2] == ["ref"], template.multi_turn) != case:
+            raise TemplateError(f"{path}#{template.name.split(':', 1)[1]}: not a {case} template")
+    return TemplateSet(plan["name"], cases, frozenset(plan["reference_categories"]))
 
 
 def builtin_names() -> list[str]:
@@ -130,21 +239,25 @@ def load_own(path: Path) -> Template:
             raise TemplateError(f"{path}: field {key!r} is missing or not a non-empty string")
     messages = ((("system", data["system"]),) if data.get("system") else ()) + (("user", data["user"]),)
     template = Template(path.stem, messages, data["parser"], description=data.get("description", ""))
-    try:
-        parser_for(template.parser)
-    except TemplateError as e:
-        raise TemplateError(f"{path}: {e}") from None
+    if template.kind == PAIRWISE:
+        try:
+            parser_for(template.parser)
+        except TemplateError as e:
+            raise TemplateError(f"{path}: {e}") from None
     unknown = sorted(template.placeholders - _KNOWN)
     if unknown:
         raise TemplateError(f"{path}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} (known: "
                             f"{', '.join(sorted(_OWN_PLACEHOLDERS))}; write {{{{ and }}}} for literal braces)")
-    if not {"first", "second"} <= template.placeholders:
+    if template.kind == PAIRWISE and not {"first", "second"} <= template.placeholders:
         raise TemplateError(f"{path}: a pairwise template must show {{first}} and {{second}}")
+    if template.kind == SINGLE and not template.placeholders & {"answer", "answer_2"}:
+        raise TemplateError(f"{path}: a single-answer template (parser {template.parser!r}) must show {{answer}}")
     return template
 
 
 def load_fastchat(path: Path, entry: str) -> Template:
-    """A pairwise entry of FastChat's ``judge_prompts.jsonl`` (fields name, type, system_prompt, prompt_template)."""
+    """An entry of FastChat's ``judge_prompts.jsonl`` (fields name, type, system_prompt, prompt_template,
+    output_format): a pairwise one answering ``[[A]]``, or a single-answer one answering ``[[rating]]``."""
     entries = {}
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -158,18 +271,21 @@ def load_fastchat(path: Path, entry: str) -> Template:
     pairwise = [n for n, r in entries.items() if r.get("type") == "pairwise"]
     if not entry:
         raise TemplateError(f"{path}: name an entry after '#', e.g. {path.name}#{pairwise[0] if pairwise else 'NAME'} "
-                            f"(pairwise entries: {', '.join(pairwise) or 'none'})")
+                            f"(pairwise entries: {', '.join(pairwise) or 'none'}); the llm judge takes the file "
+                            "alone as FastChat's whole MT-Bench set")
     if entry not in entries:
         raise TemplateError(f"{path}: " + _unknown("entry", entry, list(entries)))
     row = entries[entry]
-    if row.get("type") != "pairwise":
-        raise TemplateError(f"{path}#{entry}: type {row.get('type')!r} is not supported: the llm judge compares "
-                            f"pairs (pairwise entries: {', '.join(pairwise)})")
-    if row.get("output_format") != "[[A]]":
+    formats = {"pairwise": ("[[A]]", "mt-bench"), "single": ("[[rating]]", "rating")}
+    if row.get("type") not in formats:
+        raise TemplateError(f"{path}#{entry}: type {row.get('type')!r} is not supported (supported: pairwise, "
+                            "single)")
+    output, parser = formats[row["type"]]
+    if row.get("output_format") != output:
         raise TemplateError(f"{path}#{entry}: output format {row.get('output_format')!r} is not supported "
-                            "(supported: [[A]])")
+                            f"(supported for {row['type']}: {output})")
     messages = (("system", row.get("system_prompt", "")), ("user", row["prompt_template"]))
-    return Template(f"fastchat:{entry}", tuple(m for m in messages if m[1]), "mt-bench",
+    return Template(f"fastchat:{entry}", tuple(m for m in messages if m[1]), parser,
                     description=row.get("description", ""))
 
 
@@ -226,12 +342,13 @@ _OWN_PLACEHOLDERS = {"conversation", "question", "first", "second", "reference"}
 _KNOWN = _OWN_PLACEHOLDERS | {
     "answer_a", "answer_b", "ref_answer_1",  # FastChat single-turn
     "question_1", "question_2", "answer_a_1", "answer_a_2", "answer_b_1", "answer_b_2", "ref_answer_2",  # multi-turn
+    "answer", "answer_1", "answer_2",  # FastChat single-answer grading
     "instruction", "output_1", "output_2",  # AlpacaEval
 }
 
 
 def _value(name: str, c: Comparison, template: str, multi_turn: bool) -> str:
-    if name in ("first", "answer_a", "output_1", "answer_a_2"):
+    if name in ("first", "answer_a", "output_1", "answer_a_2", "answer", "answer_2"):
         return c.first
     if name in ("second", "answer_b", "output_2", "answer_b_2"):
         return c.second
@@ -240,22 +357,27 @@ def _value(name: str, c: Comparison, template: str, multi_turn: bool) -> str:
     if name in ("question", "instruction"):
         single = len(c.messages) == 1 and c.messages[0].role == "user"
         return c.messages[0].content if single else c.conversation()
-    if name == "ref_answer_1" and multi_turn:
-        raise TemplateError(f"template {template!r} shows a reference answer for each of two turns; a comparison "
-                            "carries one (for its last turn)")
+    if name in ("ref_answer_1", "ref_answer_2") and multi_turn:
+        if len(c.references) < 2 or not all(c.references[:2]):
+            raise TemplateError(f"template {template!r} shows a reference answer for each of two turns; the "
+                                f"comparison carries {len([r for r in c.references[:2] if r])} "
+                                f"(question: {c.question[:60]!r})")
+        return c.references[int(name[-1]) - 1]
     if name in ("reference", "ref_answer_1", "ref_answer_2"):
         if not c.reference:
             raise TemplateError(f"template {template!r} shows a reference answer and a comparison has none "
                                 f"(question: {c.question[:60]!r})")
         return c.reference
-    roles = [m.role for m in c.messages if m.role != "system"]
+    history = c.second_messages if name == "answer_b_1" and c.second_messages is not None else c.messages
+    roles = [m.role for m in history if m.role != "system"]
     if roles != ["user", "assistant", "user"]:
         raise TemplateError(f"template {template!r} shows two turns (user, assistant, user); a comparison has "
                             f"{'/'.join(roles) or 'no messages'}")
-    users = [m.content for m in c.messages if m.role == "user"]
-    # The history is shared by both responses, so both assistants' first answers are the history's assistant turn.
-    assistant = next(m.content for m in c.messages if m.role == "assistant")
-    return {"question_1": users[0], "question_2": users[1], "answer_a_1": assistant, "answer_b_1": assistant}[name]
+    users = [m.content for m in history if m.role == "user"]
+    # Each response's own first answer: a model's turn 2 was conditioned on what it said at turn 1.
+    assistant = next(m.content for m in history if m.role == "assistant")
+    return {"question_1": users[0], "question_2": users[1], "answer_a_1": assistant, "answer_b_1": assistant,
+            "answer_1": assistant}[name]
 
 
 def _fill(text: str, values: Mapping[str, str], braces: bool) -> str:

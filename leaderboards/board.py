@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from leaderboards import lc, query, selection, stats
+from leaderboards import lc, query, ratings, selection, stats
 from leaderboards.query import METRIC_NAMES, LeaderboardError
 
 FIELDS = (
     ["rank", "model", "label", "baseline", "n", "wins", "ties", "losses", "win_pct", "tie_pct", "loss_pct",
      "win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "lc_win_rate_se", "lc_note",
-     "bt", "bt_ci_low", "bt_ci_high", "bt_flag", "length", "tokens", "samples"]
+     "bt", "bt_ci_low", "bt_ci_high", "bt_flag", "length", "tokens", "samples", "score", "score_ci_low",
+     "score_ci_high", "score_n"]
     + [f"{m}{s}" for m in METRIC_NAMES for s in ("", "_ci_low", "_ci_high", "_n")]
     + ["run", "step", "loss", "beta", "params", "base_model", "code_version", "judge", "judge_version",
        "order_rule", "tie_policy", "lc_method"]
@@ -68,6 +69,7 @@ class LeaderboardConfig:
     temperature: float | str | None = None  # a number (0: greedy) or a per-category rule such as "fastchat"
     sampling: str | None = None  # a setting's short id, where two settings share a temperature
     held_out: str | None = None  # the held-out evaluation of perplexity, agility and margins
+    bt_games: str = "pairs"  # "arena-hard": each order a game, a strong verdict three (``stats.arena_hard_games``)
 
     def __post_init__(self):
         object.__setattr__(self, "turn", selection.parse_turn(self.turn))
@@ -81,6 +83,8 @@ class LeaderboardConfig:
             raise LeaderboardError(f"--lc must be one of {', '.join(lc.LC_METHODS)}, got {self.lc!r}")
         if self.instruction_difficulty is not None and self.lc != "alpacaeval-v1":
             raise LeaderboardError("--instruction-difficulty is used only by --lc alpacaeval-v1")
+        if self.bt_games not in stats.BT_GAMES:
+            raise LeaderboardError(f"--bt-games must be one of {', '.join(stats.BT_GAMES)}, got {self.bt_games!r}")
         if self.n_resamples < 0:
             raise LeaderboardError(f"--bootstrap must be >= 0, got {self.n_resamples}")
         if not 0.0 < self.level < 1.0:
@@ -99,6 +103,10 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
     table = lc.read_difficulty(cfg.instruction_difficulty) if cfg.instruction_difficulty else None
     with query.read_store(store) as con:
         variants = query.judge_variants(con, cfg.prompt_set)
+        graded = ratings.rating_variants(con, cfg.prompt_set)
+        if graded and not [v for v in variants if cfg.judge in (None, v.judge, f"{v.judge}@{v.version}") and (
+                cfg.template is None or query.template_matches(v.template, cfg.template))]:
+            return _graded_board(con, graded, cfg, code_version())  # single-answer grades alone
         if not variants and cfg.judge is None and cfg.prompt_set is None:  # nothing judged yet: metrics only
             records = query.metric_records(con)
             samples = selection.choose_samples(records, cfg.prompt_set, cfg.temperature, cfg.sampling)
@@ -125,6 +133,8 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                           selection.samples_per_prompt(con, *query._selection(variant, None, key)),
                                           selection.metrics_meta(samples, held))
         provenance = query.load_provenance(con, pairs.models)
+        rated = ratings.matching(graded, variant)
+        scores = rated and ratings.load_scores(con, rated, key, cfg.n_resamples, cfg.seed, cfg.level)
         difficulty = None
         if table is not None:
             difficulty = lc.difficulty_for_prompts(table, *query.prompt_keys(con, pairs.prompt_ids))
@@ -133,7 +143,7 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                        f"{len(next(iter(table.values())))} rows matches one of the board's "
                                        f"{pairs.n_prompts} prompts (by AlpacaEval position or instruction text)")
     return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version(), difficulty=difficulty,
-                            evaluation=evaluation)
+                            evaluation=evaluation, scores=scores or None)
 
 
 def default_baseline(pairs: query.PairTable) -> int | None:
@@ -157,10 +167,12 @@ def tie_policy(cfg: LeaderboardConfig, variant: query.JudgeVariant) -> tuple[str
 def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                      metrics: dict[str, dict[str, query.MetricValue]], provenance: dict[str, query.Provenance],
                      cfg: LeaderboardConfig, variant: query.JudgeVariant, version: str = "",
-                     difficulty: np.ndarray | None = None, evaluation: dict[str, Any] | None = None) -> Leaderboard:
+                     difficulty: np.ndarray | None = None, evaluation: dict[str, Any] | None = None,
+                     scores: ratings.Scores | None = None) -> Leaderboard:
     """Compute the statistics over ``pairs`` and lay out one flat row per model, best first. ``difficulty`` (P,)
     per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none). ``evaluation``: what the
-    pairs and metrics were selected by (``selection.board_meta``), into the meta and every row."""
+    pairs and metrics were selected by (``selection.board_meta``), into the meta and every row. ``scores``: the
+    judge's single-answer grades of the same evaluation (the MT-Bench score column)."""
     evaluation = {"prompt_set": cfg.prompt_set, **(evaluation or {})}
     labels = {k: i.label for k, i in info.items()}
     if cfg.baseline is not None:
@@ -176,8 +188,13 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
     a, b, prompt, p_a, len_a, len_b = (x[usable] for x in (pairs.a, pairs.b, pairs.prompt, pairs.p_a, pairs.len_a,
                                                           pairs.len_b))
     verdict, score = verdict[usable], score[usable]
+    games = None
+    if cfg.bt_games == "arena-hard":
+        games = stats.arena_hard_games(*(x[usable] for x in (pairs.n_valid, pairs.a_mean * pairs.n_valid,
+                                                             pairs.n_strong_a, pairs.n_strong_b)))
     s = stats.board_stats(a, b, prompt, verdict, p_a, len_a, len_b, len(pairs.models), pairs.n_prompts, baseline,
-                          ties, cfg.n_resamples, cfg.seed, cfg.level, score=score, with_lc=cfg.lc == "tanh-length")
+                          ties, cfg.n_resamples, cfg.seed, cfg.level, score=score, with_lc=cfg.lc == "tanh-length",
+                          bt_games=games)
     lc_rate, lc_note, lc_how = s.lc, [None] * len(pairs.models), "tanh-length"
     if cfg.lc == "alpacaeval-v1":
         y, keep = stats.pair_outcomes(verdict, p_a, ties, score)
@@ -199,7 +216,7 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                        win_rate_ci_high=_pct(s.ci_high[i]), lc_win_rate=_pct(lc_rate[i]),
                        lc_win_rate_se=_pct(s.lc_se[i]), lc_note=lc_note[i])
         row.update(bt=_num(s.bt[i]), bt_ci_low=_num(s.bt_low[i]), bt_ci_high=_num(s.bt_high[i]),
-                   bt_flag=_bt_flag(bool(s.bt_perfect[i]), s.bt_low[i], s.bt_high[i]))
+                   bt_flag=_bt_flag(bool(s.bt_perfect[i]), s.bt_low[i], s.bt_high[i]), **_score_fields(scores, key))
         rows.append(row)
     rows = _ranked(rows)
     meta = {
@@ -213,10 +230,46 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
         "single_order_pairs": pairs.single_order_pairs, "code_version": version,
         "notes": _notes(cfg, baseline is not None, ties, own_ties, int((~usable).sum()), lc_how, rows),
     }
+    if cfg.bt_games == "arena-hard":
+        meta["notes"].append("BT games (arena-hard, arena-hard-auto's show_result.py): each valid order is a game, a "
+                             f"strong verdict ([[A>>B]]) counts {stats.STRONG_WEIGHT} games, a tie half a win each")
+    meta["notes"] += _score_notes(scores, cfg)
     if evaluation.get("mixed_sampling_pairs"):
         meta["notes"].append(f"{evaluation['mixed_sampling_pairs']} pairs of this judge whose two sides were sampled "
                              "at different settings are left out")
     return Leaderboard(rows, meta)
+
+
+def _score_fields(scores: ratings.Scores | None, key: str) -> dict[str, Any]:
+    if scores is None or key not in scores.mean:
+        return {}
+    return {"score": _num(scores.mean[key]), "score_ci_low": _num(scores.low[key]),
+            "score_ci_high": _num(scores.high[key]), "score_n": scores.n[key]}
+
+
+def _score_notes(scores: ratings.Scores | None, cfg: LeaderboardConfig) -> list[str]:
+    if scores is None:
+        return []
+    return [f"MT-Bench score = mean single-answer grade (1-10) by {scores.variant.name} over the board's turns, "
+            f"{int(round(cfg.level * 100))}% CI = percentile bootstrap over prompts; {scores.left_out} unparsed or "
+            "failed grades left out"]
+
+
+def _graded_board(con, graded: list[query.JudgeVariant], cfg: LeaderboardConfig, version: str) -> Leaderboard:
+    """A board of single-answer grades alone: one row per graded model, best score first."""
+    variant = ratings.select(graded, cfg.judge, cfg.template)
+    key = ratings.choose_key(con, variant, cfg.prompt_set, cfg.turn, cfg.temperature, cfg.sampling)
+    scores = ratings.load_scores(con, variant, key, cfg.n_resamples, cfg.seed, cfg.level)
+    keys = sorted(scores.mean)
+    info = query.model_info(con, None, key.prompt_set, keys)
+    metrics, _ = query.load_metrics(con, keys)
+    evaluation = selection.board_meta(key, [], None, {})
+    rows = _ranked([{**_base_row(k, info[k], metrics.get(k, {}), query.load_provenance(con, [k]).get(k)),
+                     **_evaluation_fields(evaluation), **_score_fields(scores, k), "judge": variant.judge,
+                     "judge_version": variant.version, "template": variant.template} for k in keys])
+    return Leaderboard(rows, {"judge": variant.judge, "judge_version": variant.version, "template": variant.template,
+                              **evaluation, "bootstrap": cfg.n_resamples, "seed": cfg.seed, "level": cfg.level,
+                              "code_version": version, "notes": _score_notes(scores, cfg)})
 
 
 def _evaluation_fields(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -287,8 +340,9 @@ def _base_row(key: str, info: query.ModelInfo, metrics: dict[str, query.MetricVa
 def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Best first: by win rate, then Bradley-Terry rating; the baseline and unrated models after the rated ones."""
     def key(r):
-        wr, bt = r.get("win_rate"), r.get("bt")
-        return (wr is None, -(wr or 0.0), bt is None, -(bt or 0.0), r["label"] or "", r["model"])
+        wr, bt, score = r.get("win_rate"), r.get("bt"), r.get("score")
+        return (wr is None, -(wr or 0.0), bt is None, -(bt or 0.0), score is None, -(score or 0.0), r["label"] or "",
+                r["model"])
 
     rows = sorted(rows, key=key)
     for i, r in enumerate(rows, start=1):
@@ -420,6 +474,8 @@ def leaderboard_table(board: Leaderboard):
         Column(f"{level}% CI", ci, "win_rate_ci_low"),
         Column("LC win rate", lc_cell, "lc_win_rate"),
         Column("BT", bt_cell, "bt"),
+        Column("MT-Bench score", lambda r: with_ci(num(r["score"]), num(r["score_ci_low"]), num(r["score_ci_high"])),
+               "score"),
         Column("length", lambda r: num(r["length"], 0), "length"),
         Column("tokens", lambda r: num(r["tokens"], 1), "tokens"),
         *[Column(name, metric(name), name) for name in METRIC_NAMES],

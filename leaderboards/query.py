@@ -194,7 +194,8 @@ class PairTable:
     ``invalid_orders`` counts unparsed/failed orders left out, ``unusable_pairs`` pairs with no valid order (dropped),
     ``single_order_pairs`` pairs decided by one order. Per pair, for the order rules (``stats.apply_order_rule``):
     ``n_valid``, ``n_invalid``, ``n_a``, ``n_b`` (orders valid, unparsed/failed, for A, for B) and ``a_mean`` the
-    mean valid order score; ``verdict`` is the default ``agree`` rule's."""
+    mean valid order score; ``verdict`` is the default ``agree`` rule's. ``n_strong_a`` / ``n_strong_b``: the orders
+    that preferred A / B strongly (Arena-Hard's ``[[A>>B]]``), for ``stats.arena_hard_games``."""
 
     models: list[str]
     n_prompts: int
@@ -215,6 +216,8 @@ class PairTable:
     n_a: np.ndarray | None = None
     n_b: np.ndarray | None = None
     a_mean: np.ndarray | None = None
+    n_strong_a: np.ndarray | None = None
+    n_strong_b: np.ndarray | None = None
 
 
 def combined_pairs_sql(variant: JudgeVariant, prompt_set: str | None,
@@ -234,19 +237,20 @@ def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: E
     models = [m for (m,) in con.execute(
         "SELECT model_a FROM lb_pairs WHERE n_valid > 0 UNION SELECT model_b FROM lb_pairs WHERE n_valid > 0 "
         "ORDER BY 1").fetchall()]
-    data = con.execute("""
+    levels, level_params = _strong_orders(con, variant, prompt_set, key)
+    data = con.execute(f"""
         WITH m AS (SELECT unnest(?) AS key, generate_subscripts(?, 1) - 1 AS i),
         pr AS (SELECT prompt_id, dense_rank() OVER (ORDER BY prompt_id) - 1 AS i
                FROM (SELECT DISTINCT prompt_id FROM lb_pairs WHERE n_valid > 0)),
         used AS (SELECT gen_a AS g FROM lb_pairs UNION SELECT gen_b FROM lb_pairs),
         glen AS (SELECT generation_id, length(text) AS len FROM generations JOIN used ON g = generation_id)
         SELECT ma.i AS a, mb.i AS b, pr.i AS prompt, x.verdict, x.p_a, ga.len AS len_a, gb.len AS len_b,
-               x.n_valid, x.n_invalid, x.n_a, x.n_b, x.a_mean
+               x.n_valid, x.n_invalid, x.n_a, x.n_b, x.a_mean, {levels[0]}
         FROM lb_pairs x JOIN m ma ON ma.key = x.model_a JOIN m mb ON mb.key = x.model_b
         JOIN pr USING (prompt_id)
-        LEFT JOIN glen ga ON ga.generation_id = x.gen_a LEFT JOIN glen gb ON gb.generation_id = x.gen_b
+        LEFT JOIN glen ga ON ga.generation_id = x.gen_a LEFT JOIN glen gb ON gb.generation_id = x.gen_b {levels[1]}
         WHERE x.n_valid > 0
-    """, [models, models]).fetchnumpy()
+    """, [models, models] + level_params).fetchnumpy()
     prompt_ids = [p for (p,) in con.execute(
         "SELECT DISTINCT prompt_id FROM lb_pairs WHERE n_valid > 0 ORDER BY 1").fetchall()]
     con.execute("DROP TABLE lb_pairs")
@@ -255,7 +259,24 @@ def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: E
     return PairTable(models, len(prompt_ids), as_int("a"), as_int("b"), as_int("prompt"),
                      np.asarray(data["verdict"], dtype=np.int8), as_float("p_a"), as_float("len_a"),
                      as_float("len_b"), int(orders), int(invalid), int(unusable), int(single), prompt_ids,
-                     as_int("n_valid"), as_int("n_invalid"), as_int("n_a"), as_int("n_b"), as_float("a_mean"))
+                     as_int("n_valid"), as_int("n_invalid"), as_int("n_a"), as_int("n_b"), as_float("a_mean"),
+                     as_int("n_strong_a"), as_int("n_strong_b"))
+
+
+def _strong_orders(con, variant: JudgeVariant, prompt_set: str | None, key: EvalKey | None,
+                   ) -> tuple[tuple[str, str], list[Any]]:
+    """(select list, join) adding ``n_strong_a`` / ``n_strong_b`` per pair to the pairs query, and its parameters; a
+    store older than ``judgments.strong`` (read without migrating) has none."""
+    zero = "0 AS n_strong_a, 0 AS n_strong_b"
+    if not con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'judgments' "
+                       "AND column_name = 'strong'").fetchone()[0]:
+        return (zero, ""), []
+    selection, params = _selection(variant, prompt_set, key)
+    for_a = "(verdict = 'first') <> swapped"  # A was preferred: shown first and chosen, or shown second and chosen
+    join = (f"LEFT JOIN (SELECT pair_id, count(*) FILTER (WHERE strong AND verdict IN ('first', 'second') AND "
+            f"{for_a}) AS sa, count(*) FILTER (WHERE strong AND verdict IN ('first', 'second') AND NOT ({for_a})) "
+            f"AS sb FROM ({selection}) GROUP BY pair_id) lv ON lv.pair_id = x.pair_id")
+    return ("coalesce(lv.sa, 0) AS n_strong_a, coalesce(lv.sb, 0) AS n_strong_b", join), params
 
 
 def prompt_keys(con, prompt_ids: list[str]) -> tuple[list[str | None], list[str | None]]:

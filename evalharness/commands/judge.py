@@ -29,6 +29,9 @@ def judge_command(
                                                      "Default: the one setting every model holds."),
     sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
                                                   "two settings share a temperature."),
+    mode: Optional[str] = typer.Option(None, help="single: grade each answer alone (MT-Bench's 1-10, an llm judge; "
+                                              "no opponent needed), shown as the board's MT-Bench score. Default: "
+                                              "pairwise."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for llm judges (key: "
                                                        "OPENAI_API_KEY, never stored)."),
     model: Optional[str] = typer.Option(None, "--judge-model", help="The llm judge's model name, e.g. gpt-4o."),
@@ -48,7 +51,7 @@ def judge_command(
         _check_limit(limit)
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
                           vs_reference, prompts, path, limit, samples, judge_options=options,
-                          temperature=_temperature(temperature), sampling=sampling)
+                          temperature=_temperature(temperature), sampling=sampling, mode=mode)
         report = run_judge(cfg, Store(str(store)), progress=progress)
         for note in report.notes:
             typer.echo(escape_controls(note))
@@ -58,12 +61,13 @@ def judge_command(
 
 
 def _print_leaderboard(store: str, report, prompts: str, baseline: str | None) -> None:
-    """The board of what was just judged: this judge's template and the one sampling setting it paired."""
+    """The board of what was just judged: this judge's template and the one sampling setting it paired, its turns
+    pooled (FastChat's overall, where turn 2 was judged too)."""
     from evalharness.evalkey import sampling_id
     from leaderboards.cli_support import leaderboard_text
 
     typer.echo(leaderboard_text(store, judge=report.judge, prompts=prompts, baseline=baseline,
-                                template=report.template or None,
+                                template=report.template or None, turn="all",
                                 sampling=sampling_id(report.sampling) if report.sampling else None), nl=False)
 
 

@@ -33,6 +33,9 @@ def leaderboard(
     order_rule: str = typer.Option("agree", help="How a pair's two orders combine: agree (disagree -> tie, a single "
                                                  "valid order decides) | fastchat (an unparsed order drops the "
                                                  "pair) | alpacaeval (the mean of both orders' preferences)."),
+    bt_games: str = typer.Option("pairs", help="Bradley-Terry games: pairs (one per pair, its orders combined) | "
+                                               "arena-hard (each order a game, a strong verdict [[A>>B]] three, as "
+                                               "Arena-Hard)."),
     lc: str = typer.Option("alpacaeval-v1", "--lc", help="Length control: alpacaeval-v1 (AlpacaEval's "
                                                          "length_controlled_v1) | tanh-length (a simpler fit)."),
     instruction_difficulty: Optional[Path] = typer.Option(
@@ -59,7 +62,7 @@ def leaderboard(
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
                                 instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
                                 template=template, turn=turn, temperature=temperature, sampling=sampling,
-                                held_out=held_out)
+                                held_out=held_out, bt_games=bt_games)
         _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)

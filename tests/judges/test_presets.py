@@ -60,10 +60,10 @@ def _preset(tmp_path, text, name="house"):
 
 
 def test_an_unknown_key_is_an_error_naming_the_file(tmp_path):
-    path = _preset(tmp_path, 'summary = "typo"\njudge = "llm"\nmodle = "gpt-4"\n')
+    path = _preset(tmp_path, 'summary = "typo"\njudge = "llm"\nmodell = "gpt-4"\n')
     preset = Preset.read(path)
     for attempt in (preset, lambda: inspect.signature(preset), lambda: preset.check_spec({})):
-        with pytest.raises(JudgeError, match=rf"{path}.*unknown key 'modle'.*did you mean 'model'"):
+        with pytest.raises(JudgeError, match=rf"{path}.*unknown key 'modell'.*did you mean 'model'"):
             attempt()
     with pytest.raises(JudgeError, match=rf"{path}.*unknown judge 'lmm'"):
         Preset.read(_preset(tmp_path, 'judge = "lmm"\n'))()

@@ -33,15 +33,17 @@ def _user(messages):
 
 
 def test_builtins_load_with_their_parsers():
-    assert builtin_names() == ["dialogue", "human-preference", "mt-bench", "mt-bench-reference", "summary"]
+    assert builtin_names() == ["arena-hard", "dialogue", "human-preference", "mt-bench", "mt-bench-reference",
+                               "summary"]
     parsers = {name: load_template(name).parser for name in builtin_names()}
-    assert parsers == {"dialogue": "more-helpful", "human-preference": "response-number", "mt-bench": "mt-bench",
-                       "mt-bench-reference": "mt-bench", "summary": "preferred"}
+    assert parsers == {"arena-hard": "arena-hard", "dialogue": "more-helpful", "human-preference": "response-number",
+                       "mt-bench": "mt-bench", "mt-bench-reference": "mt-bench", "summary": "preferred"}
     for name in builtin_names():
         assert re.fullmatch(rf"{name}@[0-9a-f]{{12}}", load_template(name).key)
 
 
-@pytest.mark.parametrize("name", ["dialogue", "human-preference", "mt-bench", "mt-bench-reference", "summary"])
+@pytest.mark.parametrize("name", ["arena-hard", "dialogue", "human-preference", "mt-bench", "mt-bench-reference",
+                                  "summary"])
 def test_builtin_render_shows_both_responses_in_order_and_the_whole_conversation(name):
     t = load_template(name)
     text = "\n".join(m["content"] for m in t.render(MULTI))
@@ -81,7 +83,7 @@ def test_hash_follows_content_not_path(tmp_path):
 
 @pytest.mark.parametrize("body,message", [
     ('parser = "mt-bench"\nuser = "{first} {second}"\ncolour = "red"', "unknown field"),
-    ('parser = "mt-bench"\nuser = "{first} {answer}"', "unknown placeholder"),
+    ('parser = "mt-bench"\nuser = "{first} {colour}"', "unknown placeholder"),
     ('parser = "mt-bench"\nuser = "{first} only"', "must show {first} and {second}"),
     ('parser = "stars"\nuser = "{first} {second}"', "unknown parser 'stars'"),
     ('user = "{first} {second}"', "'parser' is missing"),
@@ -155,12 +157,62 @@ def test_fastchat_multi_turn_fills_both_turns():
 
 
 @needs_fastchat
-@pytest.mark.parametrize("entry,message", [("single-v1", "type 'single' is not supported"),
-                                           ("", "name an entry after '#'"),
+@pytest.mark.parametrize("entry,message", [("", "name an entry after '#'"),
                                            ("pair-v3", "did you mean 'pair-v2'")])
 def test_fastchat_unsupported_or_missing_entries(entry, message):
     with pytest.raises(TemplateError, match=re.escape(message)):
         load_template(f"{FASTCHAT}#{entry}" if entry else str(FASTCHAT))
+
+
+@needs_fastchat
+def test_fastchat_multi_turn_shows_each_models_own_first_answer():
+    # Turn 2 of MT-Bench: each model answered turn 1 itself, so A's conversation and B's differ in their turn-1 answer.
+    b_history = MULTI.messages[:2] + (Message("assistant", "Hey there."), MULTI.messages[3])
+    c = Comparison(MULTI.messages, "Seven.", "Nine.", turn=2, second_messages=b_history, references=("Hi.", "7"))
+    user = _user(load_template(f"{FASTCHAT}#pair-math-v1-multi-turn").render(c))
+    assert user == _fastchat("pair-math-v1-multi-turn")["prompt_template"].format(
+        question_1="Hi!", ref_answer_1="Hi.", question_2="Name a prime number.", ref_answer_2="7",
+        answer_a_1="Hello.", answer_a_2="Seven.", answer_b_1="Hey there.", answer_b_2="Nine.")
+
+
+@needs_fastchat
+def test_fastchat_single_answer_entries_grade_one_answer():
+    from judges.base import Answer
+
+    t = load_template(f"{FASTCHAT}#single-math-v1")
+    assert (t.kind, t.parser) == ("single", "rating")
+    messages = t.render(Answer(SINGLE.messages, "7", reference="2, 3, 5 or 7"))
+    assert messages[1]["content"] == _fastchat("single-math-v1")["prompt_template"].format(
+        question="Name a prime number.", ref_answer_1="2, 3, 5 or 7", answer="7")
+    assert t.rate("Correct. Rating: [[9]]") == 9.0 and t.rate("no grade") is None
+    multi = load_template(f"{FASTCHAT}#single-v1-multi-turn").render(Answer(MULTI.messages, "Seven.", turn=2))
+    assert _user(multi) == _fastchat("single-v1-multi-turn")["prompt_template"].format(
+        question_1="Hi!", answer_1="Hello.", question_2="Name a prime number.", answer_2="Seven.")
+
+
+@needs_fastchat
+def test_the_fastchat_file_alone_is_mt_benchs_set_chosen_by_kind_turn_and_category():
+    from judges.templates import load_templates
+
+    s = load_templates(str(FASTCHAT))
+    assert re.fullmatch(r"fastchat:mt-bench@[0-9a-f]{12}", s.key)
+    assert s.kinds() == {"pairwise", "single"} and s.turns("pairwise") == s.turns("single") == {1, 2}
+    picked = {(kind, turn, cat): s.pick(kind, turn, cat).name for kind in ("pairwise", "single") for turn in (1, 2)
+              for cat in ("writing", "math", "reasoning", "coding", None)}
+    # FastChat's gen_judgment: math, reasoning and coding against the reference, the rest general.
+    assert picked[("pairwise", 1, "writing")] == picked[("pairwise", 1, None)] == "fastchat:pair-v2"
+    assert {picked[("pairwise", 1, c)] for c in ("math", "reasoning", "coding")} == {"fastchat:pair-math-v1"}
+    assert picked[("pairwise", 2, "math")] == "fastchat:pair-math-v1-multi-turn"
+    assert picked[("pairwise", 2, "writing")] == "fastchat:pair-v2-multi-turn"
+    assert picked[("single", 1, "writing")] == "fastchat:single-v1"
+    assert picked[("single", 1, "coding")] == "fastchat:single-math-v1"
+    assert picked[("single", 2, "reasoning")] == "fastchat:single-math-v1-multi-turn"
+    assert picked[("single", 2, None)] == "fastchat:single-v1-multi-turn"
+    # One template is a set of one with the template's own key, and no turn 2.
+    one = load_templates("mt-bench")
+    assert one.key == load_template("mt-bench").key and one.turns("pairwise") == {1}
+    with pytest.raises(TemplateError, match="no pairwise template for turn 2"):
+        one.pick("pairwise", 2, None)
 
 
 # --- AlpacaEval --------------------------------------------------------------------------------------------------
