@@ -9,6 +9,7 @@ import pytest
 
 from judges.parsers import PARSERS, STRENGTH, arena_hard_verdict
 from leaderboards.stats import arena_hard_games, board_stats
+from tests.judges.loopback import loopback_fixture  # noqa: F401
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -57,3 +58,44 @@ def test_a_tied_order_is_a_game_half_won():
     s = board_stats(np.array([0]), np.array([1]), np.array([0]), np.array([0]), np.full(1, np.nan),
                     np.ones(1), np.ones(1), 2, 1, baseline=1, n_resamples=0, bt_games=(wins, games))
     assert s.bt[0] == pytest.approx(1000 + 400 * math.log10(3), abs=1e-3)
+
+
+def test_strong_verdicts_are_stored_and_weighted_on_the_board(tmp_path, loopback):
+    """The llm judge with the arena-hard template: a strong verdict is stored as strong, and the board's
+    --bt-games arena-hard counts it three times. Model "long" wins p1 strongly in both orders and loses p2, p3 and p4
+    slightly."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from evalharness.cli import app
+    from evalharness.judging import JudgeConfig, judge
+    from tests.judges.loopback import completion, shown_responses
+    from tests.test_judging import seed_store
+
+    store = seed_store(tmp_path / "s.duckdb", {"long": ["a much longer answer here", "b", "c", "d"],
+                                               "short": ["tiny", "bb", "cc", "dd"]})
+
+    def levels(req):
+        first, second = shown_responses(req.prompt)
+        if "longer" in first + second:
+            return completion("[[A>>B]]" if "longer" in first else "[[B>>A]]")
+        return completion("[[B>A]]" if len(second) > len(first) else "[[A>B]]")
+
+    loopback.behaviour = levels
+    spec = f"llm:model=loop,base_url={loopback.url},template=arena-hard,max_retries=0"
+    judge(JudgeConfig(spec, ["long"], baseline="short", prompts="set"), store, progress=False)
+    with store.connect() as con:
+        strong = con.execute("SELECT prompt_id, bool_and(strong) FROM judgments GROUP BY 1 ORDER BY 1").fetchall()
+    assert strong == [("p1", True), ("p2", False), ("p3", False), ("p4", False)]
+
+    def bt(*flags):
+        out = CliRunner().invoke(app, ["leaderboard", "--store", str(store.path), "--format", "json",
+                                       "--bootstrap", "0", *flags], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return next(r["bt"] for r in json.loads(out.output)["rows"] if r["label"] == "long")
+
+    # Per pair: long wins p1 and loses p2..p4: 1 of 4 -> 1000 + 400 log10(1/3). Arena-Hard: p1 is 2 x 3 games won,
+    # the rest 6 single games lost: 6 of 12 -> 1000.
+    assert bt() == pytest.approx(1000 + 400 * math.log10(1 / 3), abs=0.5)
+    assert bt("--bt-games", "arena-hard") == pytest.approx(1000.0, abs=0.5)
