@@ -169,3 +169,41 @@ def test_greedy_and_the_fastchat_rule_on_the_command_line(tmp_path):
                                    "--temperature", "fastchta"])
     assert out.exit_code == 2 and "temperature must be a number or a rule (fastchat)" in out.output
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_forward_kl_scores_each_reference_sample_at_its_own_temperature(tmp_path):
+    """Under the fastchat rule one sampling setting holds several temperatures (math greedy, log-probs at 1; writing
+    0.7): the policy scores each of the reference's samples at that sample's own temperature. Before, every sample
+    of the setting was scored at the first one's."""
+    import numpy as np
+    import torch
+
+    from evalharness.evaluation import EvalConfig, evaluate
+    from evalharness.models import load_causal_lm, model_fingerprint, resolve_model
+    from evalharness.scoring import Seq, sequence_logps
+    from evalharness.store import now
+
+    path = resolve_model("tiny-llama")
+    key = "model:" + model_fingerprint(path)
+    sampling = json.dumps(dataclasses.asdict(Sampling("fastchat", max_new_tokens=3)))
+    temps = {"p1": 1.0, "p2": 0.7}
+    seq = Seq((1, 5, 6), (7, 8, 9))
+    store = Store(str(tmp_path / "s.duckdb"))
+    store.insert_prompts([PromptRecord(p, "set", p, "[]", None, "{}") for p in temps])
+    rows = []
+    for ck, lp in ((key, -4.0), ("model:ref", -3.0)):
+        for p, t in temps.items():
+            rows.append(GenerationRecord(f"{ck}-{p}", ck, ck, None, p, 1, 0, sampling, t, "hf", "", list(seq.prompt),
+                                         "", list(seq.response), 3, "stop", False, lp, [lp / 3] * 3, "model:ref",
+                                         lp - 1.0, now()))
+    store.insert_generations(rows)
+    [report] = evaluate(EvalConfig([str(path)], metrics=("forward_kl",), bootstrap=0, score_missing=False), store,
+                        progress=False)
+    model = load_causal_lm(path).eval()
+    with torch.no_grad():
+        own = {p: sequence_logps(model, [seq], 0, temperature=t).summed.item() for p, t in temps.items()}
+    expected = np.mean([-3.0 - own[p] for p in temps])  # per prompt: lpref - lpπ at the sample's temperature
+    [row] = [r for r in report.rows if r.metric == "forward_kl"]
+    assert own["p1"] != pytest.approx(own["p2"], abs=1e-3)  # the temperatures do give different log-probs
+    assert row.value == pytest.approx(expected, abs=1e-4)
+    assert any("greedy samples" in n for n in report.notes)

@@ -53,6 +53,10 @@ def sample_metrics(cfg: EvalConfig, store: Store, target: Target, wanted: list[s
         if base["sampling"].get("top_p", 1.0) < 1.0:
             report.notes.append(f"{prompt_set} T={base['temperature']:g}: samples were drawn with top_p < 1; the "
                                 "log-probs are of the untruncated distribution at that temperature")
+        if not isinstance(base["sampling"].get("temperature", 1.0), (int, float)) or not base["sampling"]["temperature"]:
+            report.notes.append(f"{prompt_set} at temperature {base['sampling']['temperature']}: greedy samples (some "
+                                "or all) are not draws from the policy, so KL over them is not a Monte-Carlo estimate; "
+                                "their log-probs are at temperature 1")
         dataset = f"{prompt_set}@{content_hash(['samples', sorted(r['generation_id'] for r in group)], 8)}"
         _kl_rows(cfg, store, target, wanted, group, dataset, base, report)
         if "forward_kl" in wanted:
@@ -141,7 +145,7 @@ def _forward_rows(cfg, store, target, group, prompt_set, sampling, backend, ref_
     prompts = sorted({r["prompt_id"] for r in group})
     with store.connect() as con:
         ref_rows = con.execute(
-            "SELECT generation_id, prompt_id, turn, prompt_ids, token_ids, policy_logp FROM generations "
+            "SELECT generation_id, prompt_id, turn, prompt_ids, token_ids, policy_logp, temperature FROM generations "
             "JOIN (SELECT unnest(?) AS c) ON checkpoint = c JOIN (SELECT unnest(?) AS q) ON prompt_id = q "
             "WHERE sampling = ? AND backend = ? ORDER BY generation_id",
             [ref_keys, prompts, sampling, backend]).fetchall()
@@ -155,8 +159,13 @@ def _forward_rows(cfg, store, target, group, prompt_set, sampling, backend, ref_
     if plan.missing:
         model, _, pad = policy.get()
         seqs = [Seq(tuple(r[3]), tuple(r[4])) for r in ref_rows]
-        lp_policy, _ = score_seqs(model, seqs, pad, cfg.batch_size, f"policy on reference samples ({tag})", progress,
-                                  temperature=base["temperature"])
+        lp_policy = [0.0] * len(ref_rows)
+        for temp in sorted({r[6] for r in ref_rows}):  # each at its own: a temperature rule mixes them in one group
+            idx = [i for i, r in enumerate(ref_rows) if r[6] == temp]
+            lps, _ = score_seqs(model, [seqs[i] for i in idx], pad, cfg.batch_size,
+                                f"policy on reference samples ({tag})", progress, temperature=temp)
+            for i, lp in zip(idx, lps):
+                lp_policy[i] = float(lp)
         units = [(r[1], r[2]) for r in ref_rows]
         plan.add("forward_kl", M.forward_kl(units, [r[5] for r in ref_rows], lp_policy, cfg.bootstrap, cfg.seed))
         write_rows(store, plan.new, {"samples": len(ref_rows), "batch_size": cfg.batch_size})
