@@ -143,7 +143,8 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
     runner = Runner(exp, store, progress=False, echo=lines.append)
     runner.run()
     board = runner.leaderboard()
-    assert board[0] == "Leaderboard: judge oracle@1 vs tiny-llama on synthetic"
+    assert board[0].startswith("Leaderboard: judge oracle@1 vs tiny-llama on synthetic, turn 1, T=")
+    assert ", 8 new tokens, seed " in board[0]  # the board names the sampling setting it shows
     assert sum("(baseline)" in line for line in board) == 1
     for name in ("sft:2", "dpo-beta0.1:2", "dpo-beta0.5:2", "onpolicy-dpo:2"):
         assert sum(name in line for line in board) == 1, (name, board)

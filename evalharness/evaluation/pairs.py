@@ -70,16 +70,16 @@ def trained_config(run: dict[str, Any] | None) -> dict[str, Any]:
     return _json(run["config"]) if run else {}
 
 
-# What a plain model evaluated beside runs borrows from them when they all agree: the data and the lengths.
+# What a plain model evaluated beside runs borrows from them, each where they all agree: the data and the lengths.
 _SHARED = ("data", "max_length", "max_prompt_length", "prompt_style")
 
 
 def shared_training(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The data and lengths every run of ``runs`` trained with, when they agree (else {}: the defaults)."""
-    configs = [{k: trained_config(r).get(k) for k in _SHARED} for r in runs]
-    if not configs or any(c != configs[0] for c in configs):
-        return {}
-    return configs[0]
+    """Each of the data, the lengths and the prompt style that every run of ``runs`` trained with, where they agree
+    (what they disagree on keeps its default)."""
+    configs = [trained_config(r) for r in runs]
+    return {k: configs[0].get(k) for k in _SHARED
+            if configs and all(c.get(k) == configs[0].get(k) for c in configs) and configs[0].get(k) is not None}
 
 
 def _source(data: DataConfig) -> tuple:
