@@ -72,6 +72,14 @@ def parse_turn(turn: Any) -> int | str | None:
     return value
 
 
+def parse_temperature(value: Any) -> float | str | None:
+    """``--temperature``: a number >= 0 (0: greedy decoding) or the name of a per-category rule (``fastchat``)."""
+    t = evalkey.parse_temperature(value)
+    if isinstance(t, bool) or isinstance(t, float) and not 0 <= t < float("inf") or isinstance(t, str) and not t:
+        raise LeaderboardError(f"--temperature must be a number >= 0 or a rule name, got {value!r}")
+    return t
+
+
 def choose_key(con, variant: JudgeVariant, prompt_set: str | None, turn: int | str | None = None,
                temperature: float | str | None = None, sampling: str | None = None) -> EvalKey:
     """The one evaluation of ``variant`` the request names, or a LeaderboardError listing the candidates."""
@@ -100,12 +108,12 @@ def choose_key(con, variant: JudgeVariant, prompt_set: str | None, turn: int | s
     found = [g for g in found if g.turn in chosen_turns]
     settings = _count([g for g in found if not g.mixed], lambda g: g.key)
     fits = {k: n for k, n in settings.items() if evalkey.matches(k, temperature, sampling)}
-    where = f"{variant.name}'s pairs on {chosen_set!r}"
+    where = f"judge {variant.name}'s pairs on {chosen_set!r}"
     if not fits:
         if not settings:
             a, b = found[0].sides
-            raise LeaderboardError(f"{where} each compare samples drawn at two settings ({evalkey.describe(a)} "
-                                   f"against {evalkey.describe(b)}); judge them again at one setting "
+            raise LeaderboardError(f"{where} each compare samples drawn at two settings: {evalkey.describe(a)} "
+                                   f"against {evalkey.describe(b)}; judge them again at one setting "
                                    "(`evalharness judge --temperature T`)")
         asked = " and ".join(p for p in (evalkey.show_temperature(temperature) if temperature is not None else "",
                                          f"sampling {sampling}" if sampling else "") if p)
@@ -271,10 +279,3 @@ def title_suffix(meta: dict[str, Any]) -> str:
         parts.append(meta["sampling"])
     return (" on " + ", ".join(parts)) if parts else ""
 
-
-def parse_temperature(value: Any) -> float | str | None:
-    """``--temperature``: a number >= 0 (0: greedy decoding) or the name of a per-category rule (``fastchat``)."""
-    t = evalkey.parse_temperature(value)
-    if isinstance(t, bool) or isinstance(t, float) and not 0 <= t < float("inf") or isinstance(t, str) and not t:
-        raise LeaderboardError(f"--temperature must be a number >= 0 or a rule name, got {value!r}")
-    return t
