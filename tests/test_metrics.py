@@ -386,7 +386,7 @@ def test_cli_prints_one_line_per_checkpoint(trained, monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["-c", "tiny-llama", "--metrics", "perplexty"], "unknown metric 'perplexty'; did you mean 'perplexity'"),
     (["-c", "tiny-lama"], "unknown model 'tiny-lama'; did you mean 'tiny-llama'"),
-    (["-c", "tiny-llama", "--bootstrap", "-5"], "bootstrap must be a count >= 0"),
+    (["-c", "tiny-llama", "--bootstrap", "-5"], "--bootstrap must be an integer in [0, 1000000]"),
     (["-c", "tiny-llama", "--data", "synthetic-scored"], "not preference pairs"),
     (["-c", "tiny-llama", "--limit", "3", "--eval-fraction", "0.01"], "none of its 3 examples is held out"),
     (["-c", "tiny-llama", "--data", "jsonl", "--path", "missing.jsonl"], "missing.jsonl"),
