@@ -52,6 +52,7 @@ class JudgeConfig:
     temperature: float | None = None  # pair samples drawn at this temperature (``evalharness.pair_sampling``)
     sampling: str | None = None  # a setting's short id, where two settings share a temperature
     mode: str | None = None  # "single": grade each answer alone (given to the judge as its ``mode``); None: its own
+    prompt_list: list | None = None  # the prompts of ``prompts`` themselves, where no preset loads them
 
     def __post_init__(self):
         if self.mode not in (None, "pairwise", "single"):
@@ -133,6 +134,9 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
 
     options = {**cfg.judge_options, **({"mode": cfg.mode} if cfg.mode else {})}
     judge_obj = build_judge(cfg.judge, **options)  # bad judge arguments fail before anything is written
+    if can_rate(judge_obj) and cfg.vs_reference:
+        raise ConfigError("--vs-reference compares with the reference answers; single-answer grading has no "
+                          "opponent (its reference-guided templates show the references themselves)")
     report = Report(judge_obj.id, template=judge_obj.template)
     start = time.perf_counter()
     sides = [resolve_side(store, m, cfg, report) for m in cfg.models]
@@ -187,6 +191,7 @@ def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> S
         return Side(target.key, target.label)
     gen = dict(n=cfg.samples, **pair_sampling.sampling_for_missing(cfg))
     gen.update(cfg.generate)
+    gen.setdefault("prompt_list", cfg.prompt_list)
     for r in generate(GenerateConfig([name], cfg.prompts, cfg.path, cfg.limit, **gen), store, progress=False):
         report.notes.append("sampled " + r.line())
     return Side(target.key, target.label)

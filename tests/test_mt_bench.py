@@ -207,3 +207,17 @@ def test_forward_kl_scores_each_reference_sample_at_its_own_temperature(tmp_path
     assert own["p1"] != pytest.approx(own["p2"], abs=1e-3)  # the temperatures do give different log-probs
     assert row.value == pytest.approx(expected, abs=1e-4)
     assert any("greedy samples" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--judge", "oracle", "--mode", "single", "--baseline", "b"], "judge 'oracle' does not take --mode"),
+    (["--judge", f"llm:model=x,base_url=http://127.0.0.1:9/v1,template={FASTCHAT}", "--mode", "single",
+      "--vs-reference"], "single-answer grading has no opponent"),
+    (["--judge", "llm:model=x,base_url=http://127.0.0.1:9/v1", "--mode", "single"], "has no single template"),
+    (["--judge", "oracle", "--mode", "both", "--baseline", "b"], "--mode must be pairwise or single"),
+])
+def test_single_mode_refusals_are_one_line_and_write_nothing(tmp_path, args, message):
+    out = CliRunner().invoke(app, ["judge", "--models", "a", "--prompts", "mt-bench", "--store",
+                                   str(tmp_path / "s.duckdb"), *args])
+    assert out.exit_code == 2 and message in out.output and out.output.count("\n") == 1, out.output
+    assert not (tmp_path / "s.duckdb").exists()
