@@ -47,6 +47,7 @@ class GenerateConfig:
     batch_size: int = 16
     chunk: int = 64  # requests per write: an interruption loses at most this many samples
     score_reference: bool = True
+    prompt_list: list[Prompt] | None = None  # the prompts themselves, where no preset loads them (held-out ones)
 
 
     def __post_init__(self):
@@ -143,6 +144,8 @@ def generation_key(target: Target, prompt_id: str, turn: int, sampling: Sampling
 def load_prompt_set(cfg: GenerateConfig) -> list[Prompt]:
     from evalharness.data.prompts import PromptSetSpec, load_prompts
 
+    if cfg.prompt_list is not None:
+        return list(cfg.prompt_list)[: cfg.limit]
     try:
         spec = PromptSetSpec(name=cfg.prompts, path=cfg.path, columns=dict(cfg.columns), limit=cfg.limit)
     except ValueError as e:  # a flag the spec refuses (--limit -1): bad input, one line

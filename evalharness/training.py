@@ -95,7 +95,9 @@ def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, prog
 
     validate_config(cfg)
     store = Store(store_path)
+    last = None
     for r in train(cfg, store, progress=progress, restart=restart):
+        last = r
         if r.status == "already-finished":
             yield f"run {r.run_id[:12]} ({r.name}) already finished at step {r.steps}: {r.checkpoint}"
             continue
@@ -113,3 +115,15 @@ def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, prog
         if shown:
             yield "  last step: " + "  ".join(f"{k}={m[k]:.4g}" for k in shown)
         yield f"  checkpoint: {r.checkpoint}"
+    if last is not None:
+        yield next_command(cfg, last, store_path)
+
+
+def next_command(cfg: TrainConfig, result, store_path: str) -> str:
+    """The command that judges the run just trained (the last stage of a recipe), each choice left to its rule."""
+    import shlex
+
+    store = "" if str(store_path) == "evalharness.duckdb" else f" --store {shlex.quote(str(store_path))}"
+    if cfg.loss.strip() == "bradley-terry":
+        return f"next: evalharness judge{store}   (judges every run with this reward model)"
+    return f"next: evalharness judge --models {shlex.quote(result.run_id[:12])}{store}"

@@ -12,15 +12,18 @@ from evalharness.cli import STORE, app, user_errors
 
 @app.command("judge")
 def judge_command(
-    judge: str = typer.Option(..., "--judge", "-j", help="NAME[:k=v,…]: oracle, reward-model:path=DIR, pairrm, "
-                                                          "llm:model=gpt-4o,template=mt-bench, gpt-4, or a plugin."),
-    models: str = typer.Option(..., "--models", "-m", help="Comma-separated: sampled labels, runs (RUN[:STEP]) or "
-                                                             "model paths; runs and models not yet sampled are sampled."),
+    judge: Optional[str] = typer.Option(None, "--judge", "-j", help="NAME[:k=v,…]: oracle, reward-model:path=DIR, "
+                                        "pairrm, llm:model=gpt-4o,template=mt-bench, gpt-4, or a plugin. Default: "
+                                        "chosen from the store (README: a bare judge)."),
+    models: Optional[str] = typer.Option(None, "--models", "-m", help="Comma-separated: sampled labels, runs "
+                                         "(RUN[:STEP]) or model paths; runs and models not yet sampled are sampled. "
+                                         "Default: every finished run, each against its own baseline."),
     baseline: Optional[str] = typer.Option(None, help="Compare every model with this one."),
     all_pairs: bool = typer.Option(False, "--all-pairs", help="Compare every pair of models."),
     vs_reference: bool = typer.Option(False, "--vs-reference", help="Compare each model with the prompt set's "
                                                                      "reference answers."),
-    prompts: str = typer.Option("synthetic", help="Prompt set the pairs come from."),
+    prompts: Optional[str] = typer.Option(None, help="Prompt set the pairs come from. Default: synthetic, or with "
+                                          "no --judge/--models the held-out prompts of the runs' data."),
     path: Optional[str] = typer.Option(None, help="File of the prompt set, when models must be sampled."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts when sampling."),
     samples: int = typer.Option(1, help="Samples per prompt to pair (sample i of A meets sample i of B)."),
@@ -38,6 +41,8 @@ def judge_command(
     concurrency: Optional[int] = typer.Option(None, help="Requests in flight for llm judges."),
     leaderboard: bool = typer.Option(True, help="Print the leaderboard after judging."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (models, judge, prompts, samples, judge "
+                                                       "calls, cost) and run nothing."),
     store: Path = STORE,
 ):
     """Judge every pair in both orders; both raw verdicts are stored. Re-running makes no new judge calls."""
@@ -49,6 +54,13 @@ def judge_command(
 
         options = {"base_url": base_url, "model": model, "concurrency": concurrency}
         _check_limit(limit)
+        if judge is None or models is None or dry_run:
+            from evalharness.commands._bare_judge import judge_bare
+
+            named = [m.strip() for m in models.split(",") if m.strip()] if models else None
+            return judge_bare(Store(str(store)), judge, named, baseline, prompts, path, limit, samples, options,
+                              dry_run, leaderboard, progress)
+        prompts = prompts or "synthetic"
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
                           vs_reference, prompts, path, limit, samples, judge_options=options,
                           temperature=_temperature(temperature), sampling=sampling, mode=mode)
