@@ -53,7 +53,6 @@ class JudgeConfig:
     sampling: str | None = None  # a setting's short id, where two settings share a temperature
     mode: str | None = None  # "single": grade each answer alone (given to the judge as its ``mode``); None: its own
     prompt_list: list | None = None  # the prompts of ``prompts`` themselves, where no preset loads them
-    prompt_list: list | None = None  # the prompts of ``prompts`` themselves, where no preset loads them
 
     def __post_init__(self):
         if self.mode not in (None, "pairwise", "single"):
@@ -192,7 +191,6 @@ def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> S
         return Side(target.key, target.label)
     gen = dict(n=cfg.samples, **pair_sampling.sampling_for_missing(cfg))
     gen.update(cfg.generate)
-    gen.setdefault("prompt_list", cfg.prompt_list)
     gen.setdefault("prompt_list", cfg.prompt_list)
     for r in generate(GenerateConfig([name], cfg.prompts, cfg.path, cfg.limit, **gen), store, progress=False):
         report.notes.append("sampled " + r.line())
