@@ -212,5 +212,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        "run aliases",
+        """
+        CREATE TABLE run_aliases (
+            alias VARCHAR PRIMARY KEY,          -- a further name of one run (a recipe's name for its last stage, a
+            run_id VARCHAR,                     -- name asked for a config that had already run under another)
+            created_at TIMESTAMP
+        )
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,6 +27,7 @@ from evalharness.store_rows import (
     MetricRecord,
     PromptRecord,
     RatingRecord,
+    RunAliasRecord,
     ScoreRecord,
     bulk_insert,
     insert_statement,
@@ -158,18 +159,43 @@ class Store:
                 [status, final_step, now(), run_id],
             )
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, ref: str) -> dict[str, Any] | None:
+        """The run ``ref`` names: its id, its name, one of its aliases, or an id prefix; None where none matches.
+
+        A name or prefix that matches several runs is a ConfigError listing them: picking one would read another
+        run's results under the name asked for."""
         if not Path(self.path).exists():
             return None
         with self.connect() as con:
-            cur = con.execute("SELECT * FROM runs WHERE run_id = ? OR name = ? ORDER BY created_at DESC", [run_id, run_id])
+            cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [ref])
+            cols = [d[0] for d in cur.description]
             rows = cur.fetchall()
             if not rows:
-                rows = con.execute("SELECT * FROM runs WHERE run_id LIKE ?", [run_id + "%"]).fetchall()
-                if len(rows) != 1:
-                    return None
-            cols = [d[0] for d in cur.description]
-            return dict(zip(cols, rows[0]))
+                rows = con.execute(
+                    "SELECT * FROM runs WHERE name = ? OR run_id IN (SELECT run_id FROM run_aliases WHERE alias = ?) "
+                    "ORDER BY created_at", [ref, ref]).fetchall()
+            if not rows and re.fullmatch(r"[0-9a-f]+", ref):
+                rows = con.execute("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", [ref + "%"]).fetchall()
+            if len(rows) > 1:
+                from evalharness.config import ConfigError
+
+                found = [dict(zip(cols, r)) for r in rows]
+                listed = ", ".join(f"{r['run_id'][:12]} ({r['name']}, {r['loss']}, {r['status']})" for r in found)
+                raise ConfigError(f"{ref!r} names {len(found)} runs: {listed}; give the run id instead")
+            return dict(zip(cols, rows[0])) if rows else None
+
+    def add_alias(self, alias: str, run_id: str) -> None:
+        """Let ``alias`` name ``run_id`` too; an alias that named another run names this one from now on (a recipe
+        trained again under its name with other settings)."""
+        with self.transaction() as con:
+            bulk_insert(con, insert_statement(RunAliasRecord, "REPLACE"), stamped([RunAliasRecord(alias, run_id)]))
+
+    def aliases(self, run_id: str) -> list[str]:
+        if not Path(self.path).exists():
+            return []
+        with self.connect() as con:
+            return [a for (a,) in con.execute("SELECT alias FROM run_aliases WHERE run_id = ? ORDER BY alias",
+                                              [run_id]).fetchall()]
 
     def runs(self) -> list[dict[str, Any]]:
         if not Path(self.path).exists():

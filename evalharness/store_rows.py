@@ -162,8 +162,15 @@ class ExperimentRecord(NamedTuple):
     updated_at: datetime | None = None
 
 
+class RunAliasRecord(NamedTuple):
+    TABLE = "run_aliases"
+    alias: str
+    run_id: str
+    created_at: datetime | None = None
+
+
 RECORDS: tuple[type, ...] = (PromptRecord, GenerationRecord, JudgmentRecord, ScoreRecord, RatingRecord, MetricRecord,
-                             DiagnosticRecord, ExperimentRecord)
+                             DiagnosticRecord, ExperimentRecord, RunAliasRecord)
 
 
 def insert_statement(record: type, conflict: str = "IGNORE") -> str:

@@ -100,6 +100,7 @@ def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, prog
         last = r
         if r.status == "already-finished":
             yield f"run {r.run_id[:12]} ({r.name}) already finished at step {r.steps}: {r.checkpoint}"
+            yield from (f"  {note}" for note in r.notes)
             continue
         yield f"run {r.run_id[:12]} ({r.name}): {r.steps} steps, {r.examples} training examples" + (
             f", resumed from step {r.resumed_from}" if r.resumed_from else "")
@@ -115,6 +116,7 @@ def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, prog
         if shown:
             yield "  last step: " + "  ".join(f"{k}={m[k]:.4g}" for k in shown)
         yield f"  checkpoint: {r.checkpoint}"
+        yield from (f"  {note}" for note in r.notes)
     if last is not None:
         yield next_command(cfg, last, store_path)
 

@@ -19,6 +19,7 @@ from evalharness.store_rows import (
     MetricRecord,
     PromptRecord,
     RatingRecord,
+    RunAliasRecord,
     ScoreRecord,
     insert_statement,
 )
@@ -128,6 +129,7 @@ ROWS = {
                                        '{"seed": 0}', "0.1.0", T),
     ExperimentRecord: ExperimentRecord("e1", "exp", "exp.toml", '{"runs": []}', '{"dpo": "r1"}', "0.1.0", "running",
                                        T, T),
+    RunAliasRecord: RunAliasRecord("best", "r1", T),
 }
 
 

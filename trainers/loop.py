@@ -50,6 +50,7 @@ class TrainResult:
     examples: int = 0
     resumed_from: int | None = None
     reference_cache: CacheReport | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should know beyond the numbers (a name's meaning)
 
 
 class StopTraining(Exception):
@@ -79,8 +80,15 @@ def train(cfg: TrainConfig, store: Store, progress: bool = True, on_step=None, r
     """Train every stage of ``cfg.loss`` ("sft->dpo" is two runs, the second starting from the first).
 
     ``restart``: each stage discards its earlier checkpoints instead of resuming (``train_stage``)."""
-    return [train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step, restart=restart)
-            for stage_cfg, terms in plan_stages(cfg)]
+    planned = plan_stages(cfg)
+    results = [train_stage(stage_cfg, store, terms, progress=progress, on_step=on_step, restart=restart)
+               for stage_cfg, terms in planned]
+    if len(planned) > 1 and cfg.name:
+        # `-c NAME` then means what the recipe made: its last stage (each stage keeps its own NAME-stageK-loss)
+        store.add_alias(cfg.name, results[-1].run_id)
+        results[-1].notes.append(f"{cfg.name!r} names the last stage, run {results[-1].run_id[:12]} "
+                                 f"({results[-1].name})")
+    return results
 
 
 def plan_stages(cfg: TrainConfig) -> list[tuple[TrainConfig, list]]:
@@ -116,8 +124,10 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
         done = [c for c in store.checkpoints(run_id) if c["is_final"]]
         final = locate(done[-1], store) if done else None
         if final is not None:
-            return TrainResult(run_id, existing["name"], existing["out_dir"], str(final),
-                               existing["final_step"], "already-finished")
+            result = TrainResult(run_id, existing["name"], existing["out_dir"], str(final),
+                                 existing["final_step"], "already-finished")
+            result.notes += _alias_for(store, cfg, existing)
+            return result
 
     _check_out_dir(out, run_id, restart, cfg)
     # loads data and models, raising before anything is written (or, with restart, deleted)
@@ -133,8 +143,10 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
         base_model=cfg.model, init_from=cfg.init_from, data=dataclasses.asdict(cfg.data), config=config,
         code_version=code_version(), status="running", out_dir=str(out.resolve()), final_step=None,
         ))
+    notes = _alias_for(store, cfg, existing) if existing and main else []
     try:
         result = _loop(cfg, spec, params, p, store, run_id, name, out, progress, on_step)
+        result.notes += notes
     except BaseException as e:
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, StopTraining)) else "failed"
         if main:
@@ -143,6 +155,16 @@ def train_stage(cfg: TrainConfig, store: Store, terms, progress: bool = True, on
     if main:
         store.set_run_status(run_id, "finished", final_step=result.steps)
     return result
+
+
+def _alias_for(store: Store, cfg: TrainConfig, existing: dict[str, Any]) -> list[str]:
+    """A name asked for a config that already ran under another name becomes an alias of that run: keeping the old
+    name silently would leave the new one naming nothing."""
+    if not cfg.name or cfg.name == existing["name"]:
+        return []
+    store.add_alias(cfg.name, existing["run_id"])
+    return [f"this config already ran as {existing['name']!r} (run {existing['run_id'][:12]}); {cfg.name!r} now "
+            "names that run too"]
 
 
 def _run_name(cfg: TrainConfig, run_id: str) -> str:
