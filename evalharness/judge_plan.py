@@ -81,6 +81,7 @@ def plan(store: Store, judge: str | None = None, models: list[str] | None = None
     boards = []
     for (base, base_label, why_base, _), members in groups.items():
         data = _config(members[0][0]).get("data") or {}
+        spec, why_judge = (judge, "given") if judge else choose_judge(store, data, base_label)
         if prompts:
             p_name, p_path, p_list, why_prompts = prompts, path, None, "given"
         else:
@@ -88,7 +89,6 @@ def plan(store: Store, judge: str | None = None, models: list[str] | None = None
         n = limit if limit is not None else DEFAULT_PROMPTS
         if p_list is not None:
             p_list = p_list[:n]
-        spec, why_judge = (judge, "given") if judge else choose_judge(store, data, base_label)
         board = Board([f"{r['run_id']}:{c['step']}" for r, c in members], [f"{r['name']}:{c['step']}" for r, c in
                       members], base, base_label, p_name, p_path, p_list, None if p_list is not None else n, spec)
         board.choices = [f"models: {why_models(models)}",
