@@ -98,6 +98,22 @@ class Report:
     sampling: str = ""  # the one setting paired (``evalharness.evalkey`` canonical form)
     template: str = ""
     answers: int = 0  # answers graded alone (single-answer mode), in place of pairs and judgments
+    calls_failed: int = 0  # of ``called``: calls that gave no verdict or grade (``failed`` counts the rows)
+    first_error: str = ""
+
+    def count_calls(self, answers) -> None:
+        """Count this batch of fresh judge answers (verdicts or ratings) into ``called`` and ``calls_failed``."""
+        self.called += len(answers)
+        for a in answers:
+            if getattr(a, "winner", getattr(a, "status", None)) == "failed":
+                self.calls_failed += 1
+                self.first_error = self.first_error or (a.error or "no reason given")
+
+    def every_call_failed(self) -> str | None:
+        """Why nothing was judged where every call made failed (a wrong key answers 401 to each), else None."""
+        if self.called and self.calls_failed == self.called:
+            return f"every one of the {self.called} judge calls failed; the first: {self.first_error}"
+        return None
 
     def line(self) -> str:
         spend = f", {self.prompt_tokens}+{self.completion_tokens} tokens" if self.prompt_tokens else ""
@@ -373,7 +389,7 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
             if len(got) != len(unique):
                 raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} verdicts for {len(unique)} comparisons")
             verdicts = {t.cache_key: v for t, v in zip(unique, got)}
-            report.called += len(unique)
+            report.count_calls(got)
         rows, answered = [], set()
         for t in part:
             if t.cache_key in cached or t.cache_key in answered:  # the same texts twice in a chunk: one call, one cost

@@ -133,7 +133,7 @@ def _rate_tasks(store: Store, judge_obj, todo: list[RateTask], chunk: int, repor
             if len(got) != len(unique):
                 raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} ratings for {len(unique)} answers")
             fresh = {t.cache_key: r for t, r in zip(unique, got)}
-            report.called += len(unique)
+            report.count_calls(got)
         rows, answered = [], set()
         for t in part:
             reused = t.cache_key in cached or t.cache_key in answered  # one call, one cost per distinct answer

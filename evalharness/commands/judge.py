@@ -68,6 +68,10 @@ def judge_command(
         for note in report.notes:
             typer.echo(escape_controls(note))
         typer.echo(escape_controls(report.line()))
+        failed = report.every_call_failed()
+        if failed:  # nothing was judged: a board and exit 0 would read as a result
+            typer.echo("error: " + escape_controls(failed), err=True)
+            raise typer.Exit(1)
         if leaderboard:
             _print_leaderboard(str(store), report, prompts, baseline)
 

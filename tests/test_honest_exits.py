@@ -1,0 +1,36 @@
+"""Honest exits: a command whose every unit of work failed exits non-zero with the reason."""
+
+from typer.testing import CliRunner
+
+from evalharness.cli import app
+from tests.judges.loopback import error, loopback_fixture  # noqa: F401 - the fixture `loopback`
+from tests.test_judging import seed_store
+
+runner = CliRunner()
+
+
+def _judge(store, loopback):
+    return runner.invoke(app, ["judge", "--judge", "llm:model=loop,max_retries=0", "--base-url", loopback.url,
+                               "--models", "a", "--baseline", "b", "--prompts", "set", "--no-progress",
+                               "--no-leaderboard", "--store", str(store.path)], catch_exceptions=False)
+
+
+def test_judge_exits_1_with_the_reason_when_every_call_failed(tmp_path, loopback, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    store = seed_store(tmp_path / "s.duckdb", {"a": ["x"] * 4, "b": ["yy"] * 4})
+    loopback.behaviour = lambda req: error(401, "invalid api key")
+    done = _judge(store, loopback)
+    assert done.exit_code == 1, done.output
+    assert "error: every one of the 8 judge calls failed; the first: " in done.output and "401" in done.output
+
+
+def test_judge_exits_0_when_some_calls_gave_verdicts(tmp_path, loopback, monkeypatch):
+    from tests.judges.loopback import completion
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
+    store = seed_store(tmp_path / "s.duckdb", {"a": ["x"] * 4, "b": ["yy"] * 4})
+    loopback.script = [error(401, "flaky")]
+    loopback.behaviour = lambda req: completion("[[A]]")
+    done = _judge(store, loopback)
+    assert done.exit_code == 0, done.output
+    assert "1 failed" in done.output
