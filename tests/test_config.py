@@ -51,7 +51,7 @@ def test_bad_train_sets_are_one_line_errors(sets, flags, message):
 
 
 def test_judge_spec_arguments_use_the_same_grammar():
-    from evalharness.experiment_spec import check_judge_spec
+    from evalharness.experiment import check_judge_spec
 
     check_judge_spec("llm:model=gpt-4o,timeout=.5,seed=none,concurrency=2", "spec")
     with pytest.raises(ConfigError, match="timeout='soon' is not a float"):

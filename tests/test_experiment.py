@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from evalharness.config import ConfigError
+from evalharness.config import ConfigError, parse_value
 from evalharness.experiment import Runner, load_experiment, parse_experiment
 from evalharness.store import Store
 
@@ -160,7 +160,9 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
                            "sampling LIKE '%\"max_new_tokens\": 8%'").fetchone()[0] == 5
         n_judgments = con.execute("SELECT count(*) FROM judgments").fetchone()[0]
         row = con.execute("SELECT name, status, runs, config FROM experiments").fetchone()
-    assert n_judgments == 48
+        # the on-policy samples' scores went to the scores cache that judging and the eval read
+        pair_scores = con.execute("SELECT count(*) FROM scores WHERE judge = 'length'").fetchone()[0]
+    assert n_judgments == 48 and 0 < pair_scores <= 6 * 3
     assert row[0] == "tiny" and row[1] == "finished"
     assert set(json.loads(row[2])) == {"sft", "dpo-beta0.1", "dpo-beta0.5", "onpolicy-dpo", "rm"}
     assert json.loads(row[3])["runs"]["dpo-beta0.5"]["params"] == {"beta": 0.5}
@@ -177,3 +179,53 @@ def test_run_end_to_end_then_rerun_does_nothing_new(tmp_path):
     assert all("(0 new, " in line for line in again if line.startswith("generate "))
     assert all(line.endswith("(all from the store)") for line in again if line.startswith("eval "))
     assert all(not s.todo for s in Runner(exp, store).plan() if s.kind in ("train", "pairs"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('name = "tiny"', 'name = "../../x"'), r"the experiment's name '../../x': use 1-100 letters"),
+    (lambda t: t.replace('name = "onpolicy"', 'name = "../up"'), r"\[\[pairs\]\] name '../up': use 1-100 letters"),
+])
+def test_names_that_become_paths_beside_the_store_follow_the_run_name_rule(tmp_path, edit, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(_write(tmp_path, edit(TINY)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+
+
+def test_a_file_stem_that_is_no_run_name_needs_a_name(tmp_path):
+    path = tmp_path / "my sweep.toml"
+    path.write_text(TINY.replace('name = "tiny"\n', ""))
+    with pytest.raises(ConfigError, match="the experiment's name 'my sweep'.*set name ="):
+        load_experiment(path)
+
+
+def test_a_reward_model_run_is_judged_only_with_the_weights_it_saved(tmp_path):
+    from evalharness.hashing import content_hash
+    from evalharness.models import model_fingerprint
+    from evalharness.tiny import build_tiny
+
+    store = Store(str(tmp_path / "s.duckdb"))
+    final = build_tiny("llama", tmp_path / "runs" / "rm" / "checkpoint-000002", num_labels=1)
+    store.upsert_run({"run_id": "r" * 32, "name": "rm", "loss": "bradley-terry", "status": "finished"})
+    store.add_checkpoint(content_hash(["checkpoint", "r" * 32, 2]), "r" * 32, 2, str(final), True,
+                         model_fingerprint(final))
+    runner = Runner(load_experiment(_write(tmp_path)), store)
+    runner.run_ids["rm"] = "r" * 32
+    assert runner.bound_judge("reward-model:path=@rm,batch_size=2") == f"reward-model:path={final},batch_size=2"
+    other = build_tiny("llama", tmp_path / "other", seed=1, num_labels=1)
+    (final / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="@rm: .* holds other weights than the run saved"):
+        runner.bound_judge("reward-model:path=@rm")
+
+
+def test_run_set_reads_keys_as_train_does(tmp_path):
+    """A bare key is a [defaults] setting read by the training grammar; values are TOML or text for their type."""
+    exp = load_experiment(_write(tmp_path), {"lr": parse_value(".5"), "data.limit": parse_value("8"),
+                                             "runs.onpolicy-dpo.beta": parse_value(".1"),
+                                             "generate.temperature": parse_value(".5")})
+    assert {r.config.lr for r in exp.runs} == {0.5} and {r.config.data.limit for r in exp.runs} == {8}
+    assert exp.entry("onpolicy-dpo").config.params == {"beta": ".1"} and exp.generate.temperature == 0.5
+    runner = Runner(exp, Store(str(tmp_path / "s.duckdb")))
+    spelled = load_experiment(_write(tmp_path), {"runs.onpolicy-dpo.params.beta": 0.1, "lr": 0.5, "data.limit": 8,
+                                                 "generate.temperature": 0.5})
+    assert runner.final_run_id(exp.entry("onpolicy-dpo")) == Runner(spelled, runner.store).final_run_id(
+        spelled.entry("onpolicy-dpo"))

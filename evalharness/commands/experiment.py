@@ -17,10 +17,11 @@ def run_command(
     experiment: Path = typer.Argument(..., help="An experiment TOML: runs (losses, grids, recipes), sampling, eval, "
                                                 "judges, baseline."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan with counts; load nothing, run nothing."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: a \\[defaults] field for every "
-                                                                 "run (max_steps=2, model=tiny-llama), or a dotted "
-                                                                 "path (generate.limit=2, runs.dpo.params.beta=0.5, "
-                                                                 "judge.judges='[\"oracle\"]'); values are TOML."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE, VALUE a TOML value or text: a dotted "
+                                                                 "path (generate.limit=2, runs.dpo.beta=0.5, "
+                                                                 "judge.judges='[\"oracle\"]'), else a \\[defaults] "
+                                                                 "setting of every run read as on train "
+                                                                 "(max_steps=2, data.limit=8, beta=0.1)."),
     scale: Optional[list[str]] = typer.Option(None, "--scale", help="Merge the file's \\[scales.NAME] table over it "
                                                                     "first (repeatable; the examples define smoke "
                                                                     "and full)."),
@@ -94,9 +95,8 @@ def _run(exp, store: str, dry_run: bool, progress: bool) -> None:
 
 def _overrides(items: list[str] | None) -> dict:
     from evalharness.config import parse_overrides
-    from evalharness.experiment import parse_value
 
-    return {key: parse_value(value) for key, value in parse_overrides(items).items()}
+    return parse_overrides(items)
 
 
 def _quickstart_model() -> str:

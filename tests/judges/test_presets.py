@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from evalharness.cli import app
 from evalharness.config import ConfigError
-from evalharness.experiment_spec import check_judge_spec
+from evalharness.experiment import check_judge_spec
 from evalharness.plugins import registry
 from evalharness.registry import Registry
 from judges.base import JudgeError, build_judge

@@ -1,4 +1,4 @@
-"""The sections of an experiment file as typed specs, each checked when it is bound.
+"""The schema of an experiment: its sections as typed specs, each checked when it is bound, and the bound experiment.
 
 Every value of every section is in range once ``parse_experiment`` returns, so ``evalharness run --dry-run`` refuses
 what a real run would fail on after minutes of training: ``[generate] max_new_tokens = 0``, ``temperature = -2``,
@@ -7,11 +7,13 @@ what a real run would fail on after minutes of training: ``[generate] max_new_to
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from evalharness import limits
-from evalharness.config import ConfigError, DataConfig, bind, check_text
+from evalharness.config import ConfigError, DataConfig, TrainConfig, bind, check_text
+from evalharness.hashing import content_hash
 
 SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales"}
 BASE = "base"
@@ -201,3 +203,62 @@ class LeaderboardSpec:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         check_text("judge", self.judge)
         check_text("plot", self.plot)
+
+
+@dataclass
+class RunEntry:
+    """One run of the experiment (one per grid point)."""
+
+    name: str  # entry name, grid suffix included
+    config: TrainConfig
+    after: list[str]  # run or pairs entries it needs first
+    reward_model: bool
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment: every section bound, grids expanded, references between entries checked."""
+
+    name: str
+    source: str
+    runs: list[RunEntry]
+    pairs: list[PairsSpec]
+    generate: GenerateSpec
+    eval: EvalSpec | None
+    judge: JudgeSpec
+    leaderboard: LeaderboardSpec
+    base_model: str
+    raw: dict[str, Any]
+
+    @property
+    def experiment_id(self) -> str:
+        return content_hash(["experiment", self.resolved()])
+
+    def resolved(self) -> dict[str, Any]:
+        return {"name": self.name,
+                "runs": {r.name: dataclasses.asdict(r.config) for r in self.runs},
+                "pairs": [dataclasses.asdict(p) for p in self.pairs],
+                "generate": dataclasses.asdict(self.generate),
+                "eval": dataclasses.asdict(self.eval) if self.eval else None,
+                "judge": dataclasses.asdict(self.judge),
+                "leaderboard": dataclasses.asdict(self.leaderboard)}
+
+    def entry(self, name: str) -> RunEntry:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def run_refs(spec: str) -> list[str]:
+    """The runs a judge spec names by ``@run`` (reward models of this experiment).
+
+    >>> run_refs("reward-model:path=@rm,batch_size=8")
+    ['rm']
+    """
+    return [part.split("@", 1)[1].split(",")[0] for part in spec.split("=")[1:] if part.startswith("@")]
+
+
+def pairs_preset(exp: Experiment, ref: str) -> str:
+    """The dataset preset that reads the file of the [[pairs]] entry ``ref`` ("@name")."""
+    return PAIR_KINDS[next(p.kind for p in exp.pairs if p.name == ref[1:])]
