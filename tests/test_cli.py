@@ -151,3 +151,22 @@ def test_one_run_spelled_four_ways_on_the_command_line_and_once_in_a_file_trains
     with duckdb.connect(str(tmp_path / "evalharness.duckdb"), read_only=True) as con:
         configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs ORDER BY created_at").fetchall()]
     assert [c["params"] for c in configs] == [{"beta": 0.1}, {"beta": 0.2}]  # the bound parameters, defaults filled
+
+
+def test_a_run_directory_written_under_an_unbound_run_id_is_resumed_and_another_runs_refused(tmp_path):
+    import json
+
+    args = ["train", "--loss", "dpo", "--limit", "8", "--max-steps", "1", "--batch-size", "2", "--max-length", "64",
+            "--max-prompt-length", "32", "--no-progress", "--name", "pol"]
+    assert _run([*args, "--set", "beta=0.1"], tmp_path).exit_code == 0
+    marker = tmp_path / "runs" / "pol" / "config.json"
+    written = json.loads(marker.read_text())
+    # as releases before bound run ids wrote it: the id of the raw parameters, which were the --set text
+    written["run_id"], written["config"]["params"] = "0" * 32, {"beta": "0.1"}
+    marker.write_text(json.dumps(written))
+    (tmp_path / "evalharness.duckdb").unlink()
+    again = _run([*args, "--set", "beta=.1"], tmp_path)
+    assert again.exit_code == 0 and "resumed from step 1" in again.stdout, again.output
+    marker.write_text(json.dumps(written))
+    other = _run([*args, "--set", "beta=0.2"], tmp_path)
+    assert other.exit_code == 2 and "holds run 000000000000, not this run" in other.stderr

@@ -72,7 +72,7 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
         raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(sorted(SECTIONS))})")
     check_shapes(raw, source)
     name = str(raw.get("name") or Path(source).stem)
-    _check_name("the experiment's name", name, source, '; set name = "…" in the file')
+    _check_name("the experiment's name", name, source, "" if raw.get("name") else '; set name = "…" in the file')
     defaults = copy.deepcopy(raw.get("defaults", {}))
     if not raw.get("runs"):
         raise ConfigError(f"{source}: an experiment needs at least one [[runs]] entry")
