@@ -70,22 +70,25 @@ def plan(store: Store, judge: str | None = None, models: list[str] | None = None
         raise ConfigError("no finished run to judge in this store: train one (`evalharness train --loss dpo`) or "
                           "pass --judge and --models")
     groups: dict[tuple, list[tuple[dict, dict]]] = {}
-    for run, ckpt in runs:
+    lists: dict[str, list | None] = {}
+    seen: dict[str, tuple] = {}
+    for run, ckpt in runs:  # the judge before the prompts: a missing judge is said before any data is read
         cfg = _config(run)
         base, base_label, why_base = (baseline, baseline, "given") if baseline else _baseline(store, cfg)
         data = cfg.get("data") or {}
-        source = (prompts, path) if prompts else (data.get("name", "synthetic"), data.get("path"), data.get("split"),
-                                                  json.dumps(data.get("columns") or {}, sort_keys=True),
-                                                  data.get("eval_fraction"), data.get("limit"))
-        groups.setdefault((base, base_label, why_base, source), []).append((run, ckpt))
-    boards = []
-    for (base, base_label, why_base, _), members in groups.items():
-        data = _config(members[0][0]).get("data") or {}
         spec, why_judge = (judge, "given") if judge else choose_judge(store, data, base_label)
         if prompts:
             p_name, p_path, p_list, why_prompts = prompts, path, None, "given"
-        else:
-            p_name, p_path, p_list, why_prompts = held_out_prompts(data)
+        else:  # each distinct data read once
+            dkey = json.dumps(data, sort_keys=True)
+            seen[dkey] = seen.get(dkey) or held_out_prompts(data)
+            p_name, p_path, p_list, why_prompts = seen[dkey]
+        lists[p_name] = p_list
+        key = (base, base_label, why_base, spec, why_judge, p_name, p_path, why_prompts)
+        groups.setdefault(key, []).append((run, ckpt))
+    boards = []
+    for (base, base_label, why_base, spec, why_judge, p_name, p_path, why_prompts), members in groups.items():
+        p_list = lists[p_name]
         n = limit if limit is not None else DEFAULT_PROMPTS
         if p_list is not None:
             p_list = p_list[:n]

@@ -158,10 +158,13 @@ def test_hh_rlhf_runs_sample_the_test_split_and_stage_runs_meet_the_run_they_sta
 
 def test_stage_runs_get_a_board_against_the_run_they_started_from_and_dry_run_runs_nothing(tmp_path):
     _train(tmp_path, "--loss", "sft->dpo")
+    _train(tmp_path, "--loss", "ipo", "--limit", "12")  # other training data, the same held-out prompts: one board
     result = _run(["judge", "--dry-run", "--limit", "2"], tmp_path)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "group 1 of 2" in out and "group 2 of 2" in out
-    assert "baseline: tiny-llama (its reference" in out and "(the run it was initialised from)" in out
-    assert "at most 4 judge calls" in out and "cost: none" in out and "dry run: nothing sampled or judged" in out
+    assert "group 1 of 2" in out and "group 2 of 2" in out and "group 3" not in out
+    assert any(line.startswith("board: run-stage1-sft:1, ipo-") and line.endswith(" vs tiny-llama")
+               for line in out.splitlines()), out
+    assert "baseline: run-stage1-sft:1 (the run it was initialised from)" in out
+    assert "at most 4 judge calls" in out and "at most 8 judge calls" in out and "cost: none" in out and "dry run: nothing sampled or judged" in out
     assert _count(tmp_path, "SELECT count(*) FROM generations") == 0

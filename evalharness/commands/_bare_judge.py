@@ -8,7 +8,6 @@ import typer
 def judge_bare(store, judge: str | None, models: list[str] | None, baseline: str | None, prompts: str | None,
                path: str | None, limit: int | None, samples: int, options: dict, dry_run: bool, leaderboard: bool,
                progress: bool) -> None:
-    from evalharness.commands.judge import _print_leaderboard
     from evalharness.judge_plan import plan
     from evalharness.judging import JudgeConfig
     from evalharness.judging import judge as run_judge
@@ -29,4 +28,14 @@ def judge_bare(store, judge: str | None, models: list[str] | None, baseline: str
             typer.echo(escape_controls(note))
         typer.echo(escape_controls(report.line()))
         if leaderboard:
-            _print_leaderboard(str(store.path), report, b.prompts, b.baseline_label)
+            _board(str(store.path), report, b.prompts, b.baseline_label)
+
+
+def _board(store: str, report, prompts: str, baseline: str) -> None:
+    """The board of what was just judged, as `judge` with its flags prints it (its own template and setting)."""
+    from evalharness.evalkey import sampling_id
+    from leaderboards.cli_support import leaderboard_text
+
+    typer.echo(leaderboard_text(store, judge=report.judge, prompts=prompts, baseline=baseline,
+                                template=report.template or None, turn="all",
+                                sampling=sampling_id(report.sampling) if report.sampling else None), nl=False)
