@@ -168,3 +168,9 @@ def test_stage_runs_get_a_board_against_the_run_they_started_from_and_dry_run_ru
     assert "baseline: run-stage1-sft:1 (the run it was initialised from)" in out
     assert "at most 4 judge calls" in out and "at most 8 judge calls" in out and "cost: none" in out and "dry run: nothing sampled or judged" in out
     assert _count(tmp_path, "SELECT count(*) FROM generations") == 0
+
+
+def test_pairing_flags_without_judge_and_models_are_refused(tmp_path):
+    result = _run(["judge", "--all-pairs"], tmp_path)
+    assert result.exit_code == 2 and "need both --judge and --models" in result.stderr
+    assert list(tmp_path.iterdir()) == []

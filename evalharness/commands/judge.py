@@ -56,11 +56,15 @@ def judge_command(
         _check_limit(limit)
         if judge is None or models is None or dry_run:
             from evalharness.commands._bare_judge import judge_bare
+            from evalharness.config import ConfigError
 
+            if all_pairs or vs_reference or mode or temperature or sampling:
+                raise ConfigError("--all-pairs, --vs-reference, --mode, --temperature and --sampling need both "
+                                  "--judge and --models")
             named = [m.strip() for m in models.split(",") if m.strip()] if models else None
             return judge_bare(Store(str(store)), judge, named, baseline, prompts, path, limit, samples, options,
                               dry_run, leaderboard, progress)
-        prompts = prompts or "synthetic"
+        prompts = "synthetic" if prompts is None else prompts
         cfg = JudgeConfig(judge, [m.strip() for m in models.split(",") if m.strip()], baseline, all_pairs,
                           vs_reference, prompts, path, limit, samples, judge_options=options,
                           temperature=_temperature(temperature), sampling=sampling, mode=mode)
