@@ -10,6 +10,7 @@ run's name.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,32 @@ def _may_hold(run_dir: Path, run_id: str) -> bool:
     except (OSError, ValueError, AttributeError):
         return True
     return not other or other == run_id
+
+
+_PATH_ARG = re.compile(r"(?<=[:,])path=([^,]*)")
+
+
+def final_checkpoint(ref: str, store: Store) -> str | None:
+    """The checked final checkpoint directory of the run ``ref`` names in the store, or None where no run has that
+    name (a run that names itself but has no final checkpoint is a ConfigError)."""
+    run = store.get_run(ref)
+    if run is None:
+        return None
+    finals = [c for c in store.checkpoints(run["run_id"]) if c["is_final"]]
+    if not finals:
+        raise ConfigError(f"run {ref!r} ({run['run_id'][:12]}, {run['status']}) has no final checkpoint")
+    return checkpoint_path(finals[-1], store, f"run {ref!r}")
+
+
+def with_run_checkpoints(judge_spec: str, store: Store) -> str:
+    """``judge_spec`` with a ``path=RUN`` argument that is not a directory replaced by that run's final checkpoint:
+    ``reward-model:path=rm`` then means the same in ``judge`` and ``eval`` as in an experiment."""
+
+    def resolve(m: re.Match) -> str:
+        value = m.group(1)
+        if not value or Path(value).exists():
+            return m.group(0)
+        found = final_checkpoint(value, store)
+        return m.group(0) if found is None else f"path={found}"
+
+    return _PATH_ARG.sub(resolve, judge_spec)

@@ -115,9 +115,20 @@ def resolve_target(spec: str, store: Store, reference: str | None) -> Target:
         cfg = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
         ref = reference or cfg.get("reference") or _run_start(cfg, store)
         label = f"{run['name']}:{c['step']}"
-        return Target(c["checkpoint_id"], label, checkpoint_path(c, store, f"run {label}"), ref)
+        return Target(c["checkpoint_id"], label, _policy(checkpoint_path(c, store, f"run {label}"), f"run {label}",
+                                                          run["name"]), ref)
     path = resolve_model(spec)
-    return Target("model:" + model_fingerprint(path), spec, str(path), reference or str(path))
+    return Target("model:" + model_fingerprint(path), spec, _policy(str(path), spec, spec), reference or str(path))
+
+
+def _policy(path: str, what: str, name: str) -> str:
+    """A reward model scores texts and writes none: sampling it would store the noise of a head it does not have."""
+    from evalharness.models import has_reward_head
+
+    if has_reward_head(path):
+        raise ConfigError(f"{what} is a reward model, not a policy: it scores responses and is not sampled; use it "
+                          f"as a judge (--judge reward-model:path={name})")
+    return path
 
 
 def _run_start(cfg: dict[str, Any], store: Store) -> str:

@@ -146,10 +146,12 @@ class Task:
 
 
 def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
+    from evalharness.checkpoints import with_run_checkpoints
     from judges.base import build_judge
 
     options = {**cfg.judge_options, **({"mode": cfg.mode} if cfg.mode else {})}
-    judge_obj = build_judge(cfg.judge, **options)  # bad judge arguments fail before anything is written
+    # bad judge arguments fail before anything is written
+    judge_obj = build_judge(with_run_checkpoints(cfg.judge, store), **options)
     if can_rate(judge_obj) and cfg.vs_reference:
         raise ConfigError("--vs-reference compares with the reference answers; single-answer grading has no "
                           "opponent (its reference-guided templates show the references themselves)")
@@ -189,6 +191,7 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
 
 def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> Side:
     """A model name → its checkpoint key in ``generations`` on this prompt set, sampling it first when it has none."""
+    store.get_run(name.partition(":")[0])  # a name of several runs is refused with the list, never picked by label
     found = _find_sampled(store, name, cfg.prompts)
     if found and _has_samples(store, found.key, cfg):
         return found

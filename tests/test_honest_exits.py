@@ -34,3 +34,15 @@ def test_judge_exits_0_when_some_calls_gave_verdicts(tmp_path, loopback, monkeyp
     done = _judge(store, loopback)
     assert done.exit_code == 0, done.output
     assert "1 failed" in done.output
+
+
+def test_generate_with_a_backend_that_cannot_run_here_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    from evalharness.generation.vllm import VLLMGenerator
+
+    monkeypatch.setattr(VLLMGenerator, "availability", classmethod(lambda cls: (False, "vLLM is not installed")))
+    store = tmp_path / "s.duckdb"
+    done = runner.invoke(app, ["generate", "-c", "tiny-llama", "--limit", "2", "--backend", "vllm", "--no-progress",
+                               "--store", str(store)], catch_exceptions=False)
+    assert done.exit_code == 2, done.output
+    assert done.output.strip() == "error: backend 'vllm' can't run here: vLLM is not installed"
+    assert not store.exists()

@@ -65,3 +65,51 @@ def test_a_recipe_answers_to_its_name_as_its_last_stage_and_each_stage_to_its_ow
     assert store.get_run("X-stage1-sft")["run_id"] == sft.run_id
     assert store.get_run("X-stage2-dpo")["run_id"] == dpo.run_id
     assert dpo.notes == [f"'X' names the last stage, run {dpo.run_id[:12]} (X-stage2-dpo)"]
+
+
+@pytest.fixture(scope="module")
+def rm_store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rm")
+    store = Store(str(tmp / "s.duckdb"))
+    train(_cfg(tmp, loss="bradley-terry", name="rm", out=str(tmp / "rm")), store, progress=False)
+    return store
+
+
+def test_a_reward_model_run_is_not_sampled_as_a_policy(rm_store):
+    from evalharness.generate import resolve_target
+
+    with pytest.raises(ConfigError, match=r"run rm:1 is a reward model, not a policy: .*--judge reward-model:path=rm"):
+        resolve_target("rm", rm_store, None)
+
+
+def test_reward_model_path_may_name_a_run_of_the_store(rm_store, tmp_path):
+    from evalharness.checkpoints import final_checkpoint, with_run_checkpoints
+
+    final = final_checkpoint("rm", rm_store)
+    assert with_run_checkpoints("reward-model:path=rm,batch_size=4", rm_store) == \
+        f"reward-model:path={final},batch_size=4"
+    assert with_run_checkpoints(f"reward-model:path={tmp_path}", rm_store) == f"reward-model:path={tmp_path}"
+    assert with_run_checkpoints("reward-model:path=nothing", rm_store) == "reward-model:path=nothing"
+
+
+def test_judge_takes_reward_model_path_as_a_run_name(rm_store, tmp_path):
+    import shutil
+
+    from evalharness.judging import JudgeConfig, judge
+    from tests.test_judging import seed_store
+
+    shutil.copy(rm_store.path, tmp_path / "s.duckdb")
+    store = seed_store(tmp_path / "s.duckdb", {"a": ["good"] * 4, "b": ["bad bad"] * 4})
+    report = judge(JudgeConfig("reward-model:path=rm", ["a"], baseline="b", prompts="set"), store, progress=False)
+    assert report.judge.startswith("reward-model:") and report.judgments == 8 and report.failed == 0
+
+
+def test_judge_refuses_a_model_name_of_two_runs_with_the_list(tmp_path):
+    from evalharness.judging import JudgeConfig, judge
+    from tests.test_judging import seed_store
+
+    store = seed_store(tmp_path / "s.duckdb", {"rm:2": ["good"] * 4, "b": ["bad bad"] * 4})
+    store.upsert_run(_run("aaaa1111", "rm"))
+    store.upsert_run(_run("bbbb2222", "rm"))
+    with pytest.raises(ConfigError, match=r"'rm' names 2 runs: aaaa1111"):
+        judge(JudgeConfig("oracle", ["rm"], baseline="b", prompts="set"), store, progress=False)

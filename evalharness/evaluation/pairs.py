@@ -126,11 +126,12 @@ def judge_scores(store: Store, spec: str, pairs: list[PreferencePair]) -> tuple[
     conversation, text); the rest are computed with the judge's ``score`` (and not stored: ``scores`` rows belong to
     generations). A judge without ``score`` (a pairwise LLM judge) cannot give a score difference.
     """
+    from evalharness.checkpoints import with_run_checkpoints
     from evalharness.data.types import as_messages
     from judges.base import JudgeError, build_judge, can_score
 
     try:
-        judge = build_judge(spec)
+        judge = build_judge(with_run_checkpoints(spec, store))
     except JudgeError as e:
         raise ConfigError(str(e)) from None
     if not can_score(judge):

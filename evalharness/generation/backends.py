@@ -41,11 +41,17 @@ def available_backends() -> dict[str, str]:
 
 
 def choose_backend(backend: str = "auto") -> tuple[str, str]:
-    """(backend name, reason). A named backend is checked to be registered (did-you-mean otherwise), not to be usable:
-    loading it says what is missing."""
+    """(backend name, reason). A named backend is checked to be registered (did-you-mean otherwise) and usable here by
+    the rule "auto" applies (its ``availability()``): a ConfigError with its reason, before anything is written or
+    loaded, never an import traceback halfway through."""
     reg = _registry()
     if backend != "auto":
         reg.entry(backend)
+        ok, why = availability(backend)
+        if not ok:
+            from evalharness.config import ConfigError
+
+            raise ConfigError(f"backend {backend!r} can't run here: {why}")
         return backend, "asked for by name"
     reasons = []
     for name in AUTO_ORDER:
