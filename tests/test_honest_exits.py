@@ -46,3 +46,16 @@ def test_generate_with_a_backend_that_cannot_run_here_is_one_line_and_writes_not
     assert done.exit_code == 2, done.output
     assert done.output.strip() == "error: backend 'vllm' can't run here: vLLM is not installed"
     assert not store.exists()
+
+
+def test_a_k_sample_loss_on_pair_data_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    from evalharness.cli import app as cli
+
+    monkeypatch.chdir(tmp_path)
+    done = runner.invoke(cli, ["train", "--loss", "exo-rw", "--model", "tiny-llama", "--data", "synthetic",
+                               "--max-steps", "1", "--no-progress", "--store", "s.duckdb"], catch_exceptions=False)
+    assert done.exit_code == 2, done.output
+    assert done.output.strip() == ("error: loss 'exo-rw' trains on K scored completions per prompt; dataset "
+                                   "'synthetic' holds the other kind (one of K scored completions per prompt: "
+                                   "--data synthetic-scored)")
+    assert list(tmp_path.iterdir()) == []

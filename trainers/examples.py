@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalharness.config import TrainConfig
+from evalharness.config import ConfigError, TrainConfig
 from evalharness.scoring import KExample, tokenize
 from trainers.spec import LossSpec
 
@@ -15,8 +15,10 @@ def prepare_examples(examples, tokenizer, cfg: TrainConfig, spec: LossSpec, para
     wants_k = "k_samples" in spec.needs
     for ex in tok.examples:
         if wants_k != isinstance(ex, KExample):
-            kind = "K scored completions per prompt" if wants_k else "preference pairs"
-            raise ValueError(f"loss {spec.name!r} trains on {kind}; dataset {cfg.data.name!r} holds the other kind")
+            kind, like = ("K scored completions per prompt", "synthetic-scored") if wants_k else \
+                ("preference pairs", "synthetic")
+            raise ConfigError(f"loss {spec.name!r} trains on {kind}; dataset {cfg.data.name!r} holds the other kind "
+                              f"(one of {kind}: --data {like})")
     return tok
 
 
