@@ -99,7 +99,8 @@ def mean_ci(values, resamples: int = 1000, seed: int = 0, level: float = 0.95, c
 # where the raw draws would be far too wide (p-values piled up near 1). So the draws keep their shape and are scaled
 # about the estimate to the unbiased variance of the two-way random-effects ANOVA, (MS_seed + MS_prompt - MS_cell) /
 # (SP) (at least max(MS_seed, MS_prompt) / (SP), which estimates a part of it), computed on the prompts every seed
-# measured. Few seeds remain a limit no resampling removes: with S = 3 the seed term rests on 2 degrees of freedom and
+# measured; with one seed (or one prompt) that is the usual n / (n - 1) correction of a plain bootstrap. Few seeds
+# remain a limit no resampling removes: with S = 3 the seed term rests on 2 degrees of freedom and
 # a normal-width interval is too narrow where seeds disagree.
 
 
@@ -147,7 +148,11 @@ def two_level_mean(values, resamples: int = 1000, seed: int = 0, level: float = 
 
 def _scaled(draws: np.ndarray, estimate: float, m: np.ndarray) -> np.ndarray:
     """The draws scaled about ``estimate`` by sqrt(unbiased variance / the pigeonhole's own variance), both of the
-    cell mean of the prompts (columns) every seed measured; unchanged where that leaves fewer than two of either."""
+    cell mean of the prompts (columns) every seed measured; unchanged where that leaves fewer than two of either. A
+    matrix of one seed or one prompt is a plain bootstrap of its n cells, scaled by sqrt(n / (n - 1))."""
+    if min(m.shape) == 1:
+        n = int(np.sum(~np.isnan(m)))
+        return draws if n < 2 else estimate + (draws - estimate) * math.sqrt(n / (n - 1))
     full = m[:, ~np.isnan(m).any(0)]
     S, P = full.shape
     if S < 2 or P < 2:
