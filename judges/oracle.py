@@ -2,14 +2,16 @@
 
 On the synthetic review task it gives gold win rates and gold reward-vs-KL frontiers, and serves as the reference
 labels every other judge is measured against. On any other prompt set it still applies its rule (lexicon sentiment),
-which is rarely what a researcher wants: the runner's report names the prompt set, so the mismatch is visible.
+which is rarely what a researcher wants: it warns (once per judge) when a prompt it is given is not the task's
+(``evalharness.data.synthetic.off_task_warning``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
-from evalharness.data.synthetic import oracle_reward
+from evalharness.data.synthetic import off_task_warning, oracle_reward
 from judges.base import Comparison, Verdict, verdict_from_scores
 
 
@@ -20,8 +22,19 @@ class OracleJudge:
     version = "1"
     template = ""
 
+    def __init__(self):
+        self._warned = False
+
     def score(self, items: Sequence[tuple[tuple, str]]) -> list[float]:
+        self._check([msgs for msgs, _ in items])
         return [oracle_reward(text) for _, text in items]
 
     def compare(self, items: Sequence[Comparison]) -> list[Verdict]:
+        self._check([c.messages for c in items])
         return [verdict_from_scores(oracle_reward(c.first), oracle_reward(c.second)) for c in items]
+
+    def _check(self, conversations) -> None:
+        message = None if self._warned else off_task_warning(conversations, "the oracle judge")
+        if message:
+            self._warned = True
+            warnings.warn(message, stacklevel=3)

@@ -45,6 +45,41 @@ def oracle_reward(text: str) -> float:
     return (pos - neg) / max(1, pos + neg)
 
 
+# The one prompt form of the task (``prompt_for``): the gold reward means "how positive is this review", so it is
+# defined for answers to these prompts and for nothing else.
+_TASK_PROMPT = re.compile(r"Write a short review of .+\.")
+
+
+def off_task_warning(conversations, what: str) -> str | None:
+    """A warning where ``what`` (a judge, a diagnostic) applies the gold reward to conversations whose first user
+    message is not the task's review prompt (HH, MT-Bench...): lexicon sentiment of such answers is no gold reward.
+
+    The rule is the prompt's form, not the answer's words: a policy early in training writes few lexicon words on the
+    task's own prompts, and an off-task answer may hold many.
+
+    >>> off_task_warning([(Message("user", "Write a short review of the zoo."),)], "oracle") is None
+    True
+    >>> off_task_warning([(Message("user", "How do I bake bread?"),), ()], "oracle")[:52]
+    'oracle: 2 of 2 prompts are not the synthetic review '
+    """
+    conversations = list(conversations)
+    firsts = [next((_content(m) for m in c if _role(m) == "user"), "") for c in conversations]
+    off = sum(not _TASK_PROMPT.fullmatch(text.strip()) for text in firsts)
+    if not off:
+        return None
+    return (f"{what}: {off} of {len(conversations)} prompts are not the synthetic review task's ('Write a short "
+            "review of …'); its gold reward is lexicon sentiment, which says nothing about answers to other prompts")
+
+
+def _role(m) -> str:
+    return m["role"] if isinstance(m, dict) else m[0]
+
+
+def _content(m) -> str:
+    value = m["content"] if isinstance(m, dict) else m[1]
+    return value if isinstance(value, str) else ""
+
+
 def prompt_for(item: str) -> tuple[Message, ...]:
     return (Message("user", f"Write a short review of {item}."),)
 

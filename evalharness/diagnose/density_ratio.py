@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -138,6 +139,7 @@ def summary_rows(prompt_rows_: list[Row]) -> list[Row]:
 
 def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     from evalharness.data.prompts import PromptSetSpec, load_prompts
+    from evalharness.data.synthetic import off_task_warning
 
     settings = common.bind_settings(DensitySettings, cfg.settings, "density-ratio")
     try:
@@ -148,6 +150,9 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     if not prompts:
         raise ConfigError(f"prompt set {cfg.data!r} gave no prompts")
     dataset = common.dataset_key(cfg.data, [p.id for p in prompts])
+    off_task = off_task_warning([p.messages for p in prompts], "density-ratio's oracle reward")
+    if off_task:
+        warnings.warn(off_task, stacklevel=2)
     targets = common.resolve_targets(cfg.checkpoints, store, cfg.reference)
     by_reference = defaultdict(list)
     for t in targets:
@@ -166,7 +171,8 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
     note = (f"{settings.samples} samples per prompt from the reference at temperature 1; "
             f"optimal π* ∝ π_ref·exp(r/β), β={settings.beta:g}, r = {settings.reward}")
     figure = functools.partial(render_figure, beta=settings.beta)
-    return execute(Plan("density-ratio", jobs(), render_table, figure, lambda _: [note]), store, cfg.out)
+    notes = [note] + ([off_task] if off_task else [])
+    return execute(Plan("density-ratio", jobs(), render_table, figure, lambda _: notes), store, cfg.out)
 
 
 def _compute(models: common.TargetModels, samples, settings: DensitySettings, batch_size: int) -> list[Row]:
