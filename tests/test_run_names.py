@@ -113,3 +113,28 @@ def test_judge_refuses_a_model_name_of_two_runs_with_the_list(tmp_path):
     store.upsert_run(_run("bbbb2222", "rm"))
     with pytest.raises(ConfigError, match=r"'rm' names 2 runs: aaaa1111"):
         judge(JudgeConfig("oracle", ["rm"], baseline="b", prompts="set"), store, progress=False)
+
+
+def test_generate_of_a_reward_model_run_or_an_ambiguous_name_is_one_line_exit_2_and_writes_nothing(rm_store):
+    from typer.testing import CliRunner
+
+    from evalharness.cli import app
+
+    def generate(name):
+        return CliRunner().invoke(app, ["generate", "-c", name, "--limit", "1", "--backend", "hf", "--no-progress",
+                                        "--store", rm_store.path], catch_exceptions=False)
+
+    def prompts():
+        with rm_store.connect() as con:
+            return con.execute("SELECT count(*) FROM prompts").fetchone()[0]
+
+    done = generate("rm")
+    assert done.exit_code == 2 and done.output.startswith("error: run rm:1 is a reward model, not a policy")
+    assert len(done.output.strip().splitlines()) == 1 and prompts() == 0
+    rm_store.upsert_run(_run("ffff0000", "twice"))
+    rm_store.upsert_run(_run("ffff1111", "twice"))
+    done = generate("twice")
+    assert done.exit_code == 2, done.output
+    assert done.output.strip() == ("error: 'twice' names 2 runs: ffff0000 (twice, dpo, finished), ffff1111 (twice, "
+                                   "dpo, finished); give the run id instead")
+    assert prompts() == 0
