@@ -251,10 +251,12 @@ def test_summary_lines_of_every_command_print_names_with_visible_escapes(tmp_pat
 
 
 def test_run_prints_the_plan_with_visible_escapes(tmp_path):
-    toml = tmp_path / "exp.toml"  # run and model names are checked; the experiment's name is free text
-    toml.write_text(f'name = {json.dumps(EVIL)}\n[defaults]\nmodel = "tiny-llama"\nmax_steps = 1\n[[runs]]\n'
+    # Run and experiment names are checked; an endpoint's model name is free text, and the plan prints the judge spec.
+    toml = tmp_path / "exp.toml"
+    spec = f"llm:model={EVIL},base_url=http://127.0.0.1:9/v1"
+    toml.write_text('name = "exp"\n[defaults]\nmodel = "tiny-llama"\nmax_steps = 1\n[[runs]]\n'
                     'name = "sft"\nloss = "sft"\n[generate]\nprompts = "synthetic"\nlimit = 1\n'
-                    '[judge]\njudges = ["oracle"]\nbaseline = "base"\n')
+                    f'[judge]\njudges = [{json.dumps(spec)}]\nbaseline = "base"\n')
     result = invoke(["run", "exp.toml", "--dry-run", "--store", "s.duckdb"], tmp_path)
     assert result.exit_code == 0, result.output
     assert SHOWN in result.stdout and not raw_controls(result.stdout), result.stdout
