@@ -63,7 +63,7 @@ def test_train_then_rerun_reports_finished_and_lists_the_run(tmp_path):
     listed = _run(["runs"], tmp_path)
     assert "finished" in listed.stdout and listed.stdout.count("\n") == 1
     assert (tmp_path / "evalharness.duckdb").exists()
-    ckpt = first.stdout.split("checkpoint: ")[1].strip()
+    ckpt = first.stdout.split("checkpoint: ")[1].splitlines()[0].strip()
     assert (tmp_path / ckpt / "model.safetensors").exists()
 
 
