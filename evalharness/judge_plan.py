@@ -28,6 +28,7 @@ from evalharness.store import Store
 
 DEFAULT_PROMPTS = 64
 REWARD_LOSS = "bradley-terry"
+SYNTHETIC = ("synthetic", "synthetic-scored")
 LLM_JUDGE = "gpt-4o"
 NO_JUDGE = ("no judge for {what}: train a reward model (`evalharness train --loss bradley-terry`), put PairRM in the "
             "HF cache (`huggingface-cli download llm-blender/PairRM-hf`), set OPENAI_API_KEY or OPENAI_BASE_URL for "
@@ -177,7 +178,7 @@ def choose_judge(store: Store, data: dict[str, Any], what: str = "these runs") -
     found = pairrm_offline()
     if found:
         return f"pairrm:path={found}", "PairRM, found offline"
-    if data.get("name", "synthetic") == "synthetic" and not data.get("path"):
+    if synthetic_task(data):
         return "oracle", "the synthetic task's gold reward; no reward model or PairRM here"
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return LLM_JUDGE, "an LLM judge: OPENAI_API_KEY or OPENAI_BASE_URL is set"
@@ -187,10 +188,15 @@ def choose_judge(store: Store, data: dict[str, Any], what: str = "these runs") -
 # ------------------------------------------------------------------------------------------------------- prompts
 
 
+def synthetic_task(data: dict[str, Any]) -> bool:
+    """Whether ``data`` is the embedded review task (its pairs or its scored samples), whose items are its prompts."""
+    return data.get("name", "synthetic") in SYNTHETIC and not data.get("path")
+
+
 def held_out_prompts(data: dict[str, Any]) -> tuple[str, str | None, list | None, str]:
     """(prompt set, its file, the prompts where no preset loads them, why) for runs trained on ``data``."""
     name, path = data.get("name", "synthetic"), data.get("path")
-    if name == "synthetic" and not path:
+    if synthetic_task(data):
         return "synthetic", None, None, "the synthetic task's evaluation prompts"
     if name == "hh-rlhf":
         if not path:

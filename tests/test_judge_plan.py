@@ -90,6 +90,8 @@ def test_pairrm_then_the_oracle_then_an_llm_judge_then_exit_2(tmp_path, monkeypa
     assert judge_plan.choose_judge(store, synthetic)[0] == "pairrm:path=/models/pairrm"
     monkeypatch.setattr(judge_plan, "pairrm_offline", lambda: None)
     assert judge_plan.choose_judge(store, synthetic)[0] == "oracle"
+    assert judge_plan.choose_judge(store, {"name": "synthetic-scored"})[0] == "oracle"
+    assert judge_plan.held_out_prompts({"name": "synthetic-scored"})[0] == "synthetic"
     with pytest.raises(judge_plan.ConfigError, match="no judge for runs trained on 'jsonl'"):
         judge_plan.choose_judge(store, local)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1")
