@@ -51,17 +51,34 @@ class Board:
     def lines(self, samples: int) -> list[str]:
         n = len(self.prompt_list) if self.prompt_list is not None else self.limit
         count = f"{n} prompts" if n is not None else "every prompt"
-        calls = f"at most {2 * n * samples * len(self.models)}" if n is not None else "2 per prompt and model"
+        calls = 2 * n * samples * len(self.models) if n is not None else None
         return [f"board: {', '.join(self.labels)} vs {self.baseline_label}",
                 *(f"  {c}" for c in self.choices),
-                f"  {count} x {samples} sample(s) per model; {calls} judge calls (stored verdicts reused, no call)",
-                f"  cost: {_cost(self.judge)}"]
+                f"  {count} x {samples} sample(s) per model; "
+                + (f"at most {calls}" if calls is not None else "2 per prompt and model")
+                + " judge calls (stored verdicts reused, no call)",
+                f"  cost: {judge_cost(self.judge, calls)}"]
 
 
-def _cost(judge: str) -> str:
-    if judge.startswith(("llm", "gpt-")):
-        return "paid per call at the endpoint's price (set price_in/price_out on the judge to have it counted)"
-    return "none (a local judge)"
+# A paid judge's call, as an upper bound: the template with the question and two answers of the default 256 new
+# tokens each, and the judge's whole max_tokens back.
+PROMPT_TOKENS = 1500
+
+
+def judge_cost(judge: str, calls: int | None) -> str:
+    name, _, args = judge.partition(":")
+    if name not in ("llm", "gpt-4", "gpt-4o"):
+        return "none (a local judge)"
+    opts = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
+    try:
+        price_in, price_out = float(opts.get("price_in", 0)), float(opts.get("price_out", 0))
+        max_tokens = int(opts.get("max_tokens", 1024))
+    except ValueError:
+        price_in = price_out = 0.0
+    if not (price_in or price_out) or calls is None:
+        return "paid per call at the endpoint's price (give the judge price_in and price_out to have it estimated)"
+    most = calls * (PROMPT_TOKENS * price_in + max_tokens * price_out) / 1e6
+    return f"at most {most:.2f} ({calls} calls of about {PROMPT_TOKENS}+{max_tokens} tokens)"
 
 
 def plan(store: Store, judge: str | None = None, models: list[str] | None = None, baseline: str | None = None,

@@ -170,9 +170,19 @@ def test_stage_runs_get_a_board_against_the_run_they_started_from_and_dry_run_ru
     assert "baseline: run-stage1-sft:1 (the run it was initialised from)" in out
     assert "at most 4 judge calls" in out and "at most 8 judge calls" in out and "cost: none" in out and "dry run: nothing sampled or judged" in out
     assert _count(tmp_path, "SELECT count(*) FROM generations") == 0
+    paid = _run(["judge", "--dry-run", "--limit", "2", "--judge", "llm:model=m,price_in=2,price_out=10"], tmp_path)
+    assert paid.exit_code == 0, paid.output
+    assert "cost: at most 0.11 (8 calls of about 1500+1024 tokens)" in paid.stdout, paid.stdout
+    assert _count(tmp_path, "SELECT count(*) FROM generations") == 0
 
 
 def test_pairing_flags_without_judge_and_models_are_refused(tmp_path):
     result = _run(["judge", "--all-pairs"], tmp_path)
     assert result.exit_code == 2 and "need both --judge and --models" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cost_of_a_paid_judge_is_bounded_from_its_prices():
+    assert judge_plan.judge_cost("oracle", 10) == "none (a local judge)"
+    assert judge_plan.judge_cost("llm:model=m,price_in=2,price_out=10", 100).startswith("at most 1.32 (100 calls")
+    assert "price_in and price_out" in judge_plan.judge_cost("gpt-4o", 100)
