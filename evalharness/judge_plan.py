@@ -119,9 +119,11 @@ def plan(store: Store, judge: str | None = None, models: list[str] | None = None
                          f"{'first ' + str(n) if limit is not None else f'at most {n}, the default'})"]
         boards.append(board)
     if len(boards) > 1:
+        differ = [what for what, attr in (("baseline", "baseline"), ("judge", "judge"), ("held-out prompts (their "
+                  "training data)", "prompts")) if len({getattr(b, attr) for b in boards}) > 1]
         for i, b in enumerate(boards, 1):
-            b.choices.insert(0, f"group {i} of {len(boards)}: runs trained on other data or from another baseline "
-                                "get a board of their own")
+            b.choices.insert(0, f"group {i} of {len(boards)}: the runs differ in {' and '.join(differ)}, so each "
+                                "group gets a board of its own")
     return boards
 
 

@@ -142,7 +142,7 @@ def _pair_id(path, i):
     return load(DatasetSpec(name="jsonl", path=str(path))).examples[i].id
 
 
-def test_hh_rlhf_runs_sample_the_test_split_and_stage_runs_meet_the_run_they_started_from(tmp_path):
+def test_hh_rlhf_runs_sample_the_test_split_beside_their_training_file(tmp_path):
     train, test = tmp_path / "mini-train.jsonl", tmp_path / "mini-test.jsonl"
     _hh(train, 16)
     _hh(test, 3)
@@ -164,7 +164,7 @@ def test_stage_runs_get_a_board_against_the_run_they_started_from_and_dry_run_ru
     result = _run(["judge", "--dry-run", "--limit", "2"], tmp_path)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "group 1 of 2" in out and "group 2 of 2" in out and "group 3" not in out
+    assert "group 1 of 2: the runs differ in baseline, so" in out and "group 2 of 2" in out and "group 3" not in out
     assert any(line.startswith("board: run-stage1-sft:1, ipo-") and line.endswith(" vs tiny-llama")
                for line in out.splitlines()), out
     assert "baseline: run-stage1-sft:1 (the run it was initialised from)" in out
