@@ -49,7 +49,6 @@ class GenerateConfig:
     score_reference: bool = True
     prompt_list: list[Prompt] | None = None  # the prompts themselves, where no preset loads them (held-out ones)
 
-
     def __post_init__(self):
         from evalharness import limits
         from evalharness.config import check_text
@@ -67,6 +66,7 @@ class GenerateConfig:
             raise ConfigError(f"sampling must be a Sampling, got {self.sampling!r}")
         if self.prompt_style not in ("auto", "chat", "plain"):
             raise ConfigError(f"prompt_style must be auto, chat or plain, got {self.prompt_style!r}")
+
 
 @dataclass
 class Target:

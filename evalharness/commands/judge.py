@@ -47,13 +47,13 @@ def judge_command(
 ):
     """Judge every pair in both orders; both raw verdicts are stored. Re-running makes no new judge calls."""
     with user_errors():
-        from evalharness.store import Store
-        from evalharness.textsafe import escape_controls
         from evalharness.judging import JudgeConfig
         from evalharness.judging import judge as run_judge
+        from evalharness.store import Store
+        from evalharness.textsafe import escape_controls
 
-        options = {"base_url": base_url, "model": model, "concurrency": concurrency}
         _check_limit(limit)
+        options = {"base_url": base_url, "model": model, "concurrency": concurrency}
         if judge is None or models is None or dry_run:
             from evalharness.commands._bare_judge import judge_bare
             from evalharness.config import ConfigError

@@ -59,11 +59,11 @@ def leaderboard(
         from leaderboards.render import check_format, render
 
         check_format(fmt)
+        _check_flags(output, plot, bootstrap, seed)
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
                                 instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
                                 template=template, turn=turn, temperature=temperature, sampling=sampling,
                                 held_out=held_out, bt_games=bt_games)
-        _check_flags(output, plot, bootstrap, seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
         if output is None and fmt == "csv" and sys.stdout.isatty():
