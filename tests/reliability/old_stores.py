@@ -27,7 +27,11 @@ VERSIONS = {
     3: ("4c0f018", ["train", "generate"]),
     4: ("3ff67ee", ["train", "generate", "judge"]),
     5: ("fb207b3", ["train", "generate", "judge"]),
+    6: ("7933855", ["train", "generate", "judge"]),
+    8: ("81b8f36", ["train", "generate", "judge"]),
 }
+# Schemas no commit had on their own: 1 (the first commit with a store had 2) and 7 (7 and 8 came in one commit).
+UNRELEASED = {1, 7}
 
 CONFIG = """
 loss = "dpo"

@@ -125,8 +125,9 @@ def seed_pairs(store: Path, n_prompts: int) -> None:
         prompts, gens = [], []
         for i in range(n_prompts):
             pid = f"p{i:03d}"
-            prompts.append((pid, "set", pid, json.dumps([{"role": "user", "content": f"Review item {i}."}]), None,
-                            "{}"))
+            # the synthetic task's prompt form: the oracle judges these without warning that they are another task's
+            messages = [{"role": "user", "content": f"Write a short review of item {i}."}]
+            prompts.append((pid, "set", pid, json.dumps(messages), None, "{}"))
             for label, text in (("a", "fine " * (1 + i % 3)), ("b", "ok " * (1 + i % 5))):
                 gens.append((content_hash([label, pid]), f"ck-{label}", label, None, pid, 1, 0, '{"t": 1}', 1.0, "hf",
                              None, None, text.strip(), None, len(text.split()), "stop", False, None, None, None, None,

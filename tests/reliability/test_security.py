@@ -32,7 +32,7 @@ def _echoing_endpoint():
 
     def behaviour(req):
         key = req.headers.get("authorization", "")
-        n = int(re.search(r"Review item (\d+)", req.prompt).group(1))
+        n = int(re.search(r"review of item (\d+)", req.prompt).group(1))
         if n % 5 == 1:
             return error(401, f"Incorrect API key provided: {key}")  # not retried: a failed verdict with the reason
         if n % 5 == 2:
