@@ -59,3 +59,21 @@ def test_a_k_sample_loss_on_pair_data_is_one_line_and_writes_nothing(tmp_path, m
                                    "'synthetic' holds the other kind (one of K scored completions per prompt: "
                                    "--data synthetic-scored)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bare_judge_whose_every_call_failed_exits_1_without_a_board(tmp_path, loopback, monkeypatch):
+    from types import SimpleNamespace
+
+    import evalharness.judge_plan as judge_plan
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    store = seed_store(tmp_path / "s.duckdb", {"a": ["x"] * 4, "b": ["yy"] * 4})
+    loopback.behaviour = lambda req: error(401, "invalid api key")
+    board = SimpleNamespace(judge="llm:model=loop,max_retries=0", models=["a"], baseline="b", prompts="set", path=None,
+                            limit=None, prompt_list=None, baseline_label="b", lines=lambda samples: ["board: a vs b"])
+    monkeypatch.setattr(judge_plan, "plan", lambda *args, **kwargs: [board])  # the planner's choice, fixed here
+    done = runner.invoke(app, ["judge", "--base-url", loopback.url, "--no-progress", "--store", str(store.path)],
+                         catch_exceptions=False)
+    assert done.exit_code == 1, done.output
+    assert "error: every one of the 8 judge calls failed; the first: " in done.output and "401" in done.output
+    assert "Leaderboard" not in done.output

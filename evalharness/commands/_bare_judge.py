@@ -22,13 +22,21 @@ def judge_bare(store, judge: str | None, models: list[str] | None, baseline: str
     if dry_run:
         typer.echo("dry run: nothing sampled or judged")
         return
+    failures = []
     for b, cfg in zip(boards, configs):
         report = run_judge(cfg, store, progress=progress)
         for note in report.notes:
             typer.echo(escape_controls(note))
         typer.echo(escape_controls(report.line()))
+        failed = report.every_call_failed()
+        if failed:  # this board has nothing judged: no board, and the command ends non-zero after the others
+            failures.append(failed)
+            continue
         if leaderboard:
             _board(str(store.path), report, b.prompts, b.baseline_label)
+    if failures:
+        typer.echo("error: " + escape_controls(failures[0]), err=True)
+        raise typer.Exit(1)
 
 
 def _board(store: str, report, prompts: str, baseline: str) -> None:
