@@ -61,7 +61,6 @@ class Runner(Plan):
     def _generate(self) -> dict[str, str]:
         """Sample every policy (and the base model); returns entry name → the spec the judge resolves."""
         from evalharness.generate import GenerateConfig, generate
-        from evalharness.generation.base import Sampling
 
         g = self.exp.generate
         models = {}
@@ -75,12 +74,20 @@ class Runner(Plan):
             models[r.name] = self.run_ids[r.name]
         if g.base:
             models[BASE] = self.exp.base_model
-        sampling = Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed)
+        sampling = self.sampling()
         cfg = GenerateConfig(list(models.values()), g.prompts, g.path, g.limit, n=g.n, sampling=sampling,
                              backend=g.backend, max_prompt_length=g.max_prompt_length, batch_size=g.batch_size)
         for report in generate(cfg, self.store, progress=self.progress):
             self.echo("generate " + report.line())
         return models
+
+    def sampling(self):
+        """The experiment's one sampling setting: what it generates, judges and shows on its board (on-policy pairs
+        sample at their own settings, which the store also holds for the same models)."""
+        from evalharness.generation.base import Sampling
+
+        g = self.exp.generate
+        return Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed)
 
     def _eval(self, models: dict[str, str]) -> None:
         from evalharness.evaluation import EvalConfig, evaluate
@@ -110,7 +117,7 @@ class Runner(Plan):
                 mode: dict[str, Any] = {"vs_reference": True} if baseline == REFERENCE else {
                     "baseline": models[baseline]}
                 cfg = JudgeConfig(bound, others, prompts=g.prompts, path=g.path, limit=e.limit or g.limit,
-                                  samples=e.samples or j.samples, **mode)
+                                  samples=e.samples or j.samples, generate={"sampling": self.sampling()}, **mode)
                 report = judge(cfg, self.store, progress=self.progress)
                 self.judge_ids[e.spec] = report.judge
                 self.echo("judge " + report.line() + (f" (vs {baseline})" if len(j.baselines) > 1 else ""))
@@ -118,6 +125,7 @@ class Runner(Plan):
     def leaderboard(self) -> list[str]:
         """The [leaderboard] section after a run: one judge's board on the sampled prompt set, one per baseline (plots,
         if asked, from the first)."""
+        from evalharness.evalkey import canonical, sampling_id
         from leaderboards.board import LeaderboardConfig, build_leaderboard, leaderboard_table
         from leaderboards.render import render
 
@@ -125,8 +133,10 @@ class Runner(Plan):
         name = spec.judge or self.exp.judge.entries[0].spec
         # the baseline named explicitly: the store may hold other experiments' pairs under the same judge and prompts
         keys = [self.baseline_keys[b] for b in self.exp.judge.baselines]
+        sid = sampling_id(canonical(dataclasses.asdict(self.sampling())))
         boards = [build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name), baseline=key,
-                                                                       prompt_set=self.exp.generate.prompts))
+                                                                       prompt_set=self.exp.generate.prompts,
+                                                                       sampling=sid))
                   for key in keys]
         lines: list[str] = []
         for board in boards:

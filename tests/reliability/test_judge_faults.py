@@ -134,9 +134,10 @@ def test_connection_refused_is_retried_then_stored_failed_and_reported(tmp_path)
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     result = invoke(_args(url), tmp_path, {"OPENAI_API_KEY": KEY})
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # every call failed: reported, stored, and not a success
     assert "2 pairs, 4 judgments (0 already stored, 0 reused from the cache, 4 judged now), 4 failed, 0 unparsed" \
         in result.stdout, result.stdout
+    assert "error: every one of the 4 judge calls failed" in result.output
     got = _verdicts(tmp_path / "s.duckdb")
     assert {v for v, _ in got.values()} == {"failed"}
     assert all("APIConnectionError" in e for _, e in got.values())
