@@ -9,6 +9,7 @@ from typing import Any
 from evalharness.config import (
     ConfigError,
     TrainConfig,
+    check_text,
     load_toml,
     parse_overrides,
     set_path,
@@ -28,6 +29,7 @@ def build_train_config(config: Path | None, flags: dict[str, Any], data: str | N
         raise ConfigError(f"{config}: [data] must be a table")
     if raw["data"].get("path") is not None and not isinstance(raw["data"]["path"], str):
         raise ConfigError(f"{config}: [data] path must be a string, got {raw['data']['path']!r}")
+    check_text(f"{config}: [data] path", raw["data"].get("path"))  # before it is resolved: a NUL fails in the OS call
     if config and raw["data"].get("path") and not Path(raw["data"]["path"]).is_absolute():
         raw["data"]["path"] = str((Path(config).parent / raw["data"]["path"]).resolve())
     train = raw.setdefault("train", {})
