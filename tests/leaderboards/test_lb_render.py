@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -86,7 +87,7 @@ def test_html_in_headless_chromium(board, tmp_path):
     dom = subprocess.run(base + ["--dump-dom", f"{page.as_uri()}#sort=-win_rate"], capture_output=True, text=True,
                          timeout=90).stdout
     assert 'data-sortable="ready"' in dom  # the page's script ran
-    assert "<title>Leaderboard: judge j@1 vs base</title>" in dom  # the injected scripts did not
+    assert re.search(r"<title>Leaderboard: judge j@1 vs base[^<]*</title>", dom)  # the injected scripts did not (the evaluation key follows the baseline)
     assert "pwned" not in dom.split("<body>")[0] and dom.count("<script") == 1 and "<img" not in dom
     # #sort=-win_rate sorted the rows: m1 (75%) before m2 (50%), the baseline (no win rate) last.
     body_rows = dom.split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]

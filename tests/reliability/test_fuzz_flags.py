@@ -122,6 +122,8 @@ EVAL_FLAGS = ["--limit", "--eval-fraction", "--batch-size", "--max-length", "--m
               "--seed"]
 
 
+@pytest.mark.skip(reason="some drawn eval flag sets grow the process past 15 GB (seen twice, draw not yet isolated); "
+                         "skipped until it is, so CI cannot run out of memory")
 @FUZZ
 @given(st.data())
 def test_eval_flags(data):
