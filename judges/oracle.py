@@ -3,12 +3,13 @@
 On the synthetic review task it gives gold win rates and gold reward-vs-KL frontiers, and serves as the reference
 labels every other judge is measured against. On any other prompt set it still applies its rule (lexicon sentiment),
 which is rarely what a researcher wants: it warns (once per judge) when a prompt it is given is not the task's
-(``evalharness.data.synthetic.off_task_warning``).
+(``evalharness.data.synthetic.off_task_warning``), as one ``warning: …`` line on stderr: a Python warning would show
+the user this module's source line.
 """
 
 from __future__ import annotations
 
-import warnings
+import sys
 from collections.abc import Sequence
 
 from evalharness.data.synthetic import off_task_warning, oracle_reward
@@ -37,4 +38,4 @@ class OracleJudge:
         message = None if self._warned else off_task_warning(conversations, "the oracle judge")
         if message:
             self._warned = True
-            warnings.warn(message, stacklevel=3)
+            print(f"warning: {message}", file=sys.stderr)

@@ -21,13 +21,28 @@ def test_the_rule_is_the_prompt_form_and_counts_the_off_task_prompts():
     assert synthetic.off_task_warning([({"role": "user", "content": "Summarise this."},)], "x") is not None
 
 
-def test_the_oracle_warns_once_on_prompts_of_another_task():
+def test_the_oracle_warns_once_on_prompts_of_another_task(capsys):
     judge = OracleJudge()
-    with pytest.warns(UserWarning, match="the oracle judge: 1 of 2 prompts are not the synthetic review task's"):
-        judge.compare([Comparison(TASK, "great", "awful"), Comparison(HH, "lovely", "rude")])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # a UserWarning would show the user a source line: one stderr line instead
+        judge.compare([Comparison(TASK, "great", "awful"), Comparison(HH, "lovely", "rude")])
         assert judge.score([(HH, "great")]) == [1.0]  # warned already: said once per judge
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the oracle judge: 1 of 2 prompts are not the synthetic review task's")
+    assert err.count("\n") == 1
+
+
+def test_judge_cli_states_the_oracle_off_task_warning_in_one_line(tmp_path):
+    from tests.leaderboards.lbstore import make_store
+    from tests.reliability.helpers import invoke
+
+    make_store(tmp_path / "s.duckdb", [("p1", "m1", "base")])  # its prompt reads "question p1", not the task's; both orders counted
+    result = invoke(["judge", "--judge", "oracle", "--models", "m1", "--baseline", "base", "--prompts", "set",
+                     "--no-progress", "--store", "s.duckdb"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["warning: the oracle judge: 2 of 2 prompts are not the synthetic review "
+                                          "task's ('Write a short review of …'); its gold reward is lexicon "
+                                          "sentiment, which says nothing about answers to other prompts"]
 
 
 def test_the_oracle_is_silent_on_its_own_task():
