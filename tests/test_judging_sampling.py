@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from evalharness import evalkey, plugins
+from evalharness import evalkey
 from evalharness.cli import app
 from evalharness.config import ConfigError
 from evalharness.generation.base import Sampling
@@ -15,25 +15,9 @@ from evalharness.hashing import content_hash
 from evalharness.judging import JudgeConfig, judge
 from evalharness.store import Store
 from evalharness.store_rows import GenerationRecord, PromptRecord
-from judges.base import Verdict
+from tests.judges.longer import longer_judge  # noqa: F401
 
 PROMPTS = ["p1", "p2", "p3", "p4"]
-
-
-class Longer:
-    id, version, template = "longer", "1", ""
-
-    def compare(self, items):
-        return [Verdict("tie" if len(c.first) == len(c.second) else "first" if len(c.first) > len(c.second)
-                        else "second") for c in items]
-
-
-@pytest.fixture(autouse=True)
-def longer_judge():
-    plugins.reset()
-    plugins.registry("judges").add("longer", Longer, "test judge", source="tests")
-    yield
-    plugins.reset()
 
 
 def _setting(t: float) -> str:

@@ -8,7 +8,6 @@ import pytest
 from lbstore import add_metric, make_store
 from typer.testing import CliRunner
 
-from evalharness import plugins
 from evalharness.cli import app
 from evalharness.evaluation import EvalConfig
 from evalharness.evaluation.common import CheckpointReport, LazyModel
@@ -19,31 +18,13 @@ from evalharness.hashing import content_hash
 from evalharness.judging import JudgeConfig, judge
 from evalharness.store import Store
 from evalharness.store_rows import GenerationRecord, PromptRecord
-from judges.base import Verdict
 from leaderboards.board import LeaderboardConfig, build_leaderboard
 from leaderboards.plots import reward_points
 from leaderboards.query import LeaderboardError, read_store
+from tests.judges.longer import longer_judge  # noqa: F401
 
 runner = CliRunner()
 SETS = {"synthetic": [f"s{i}" for i in range(6)], "mt-bench": [f"q{i}" for i in range(4)]}
-
-
-class Longer:
-    """A pairwise judge that prefers the longer answer."""
-
-    id, version, template = "longer", "1", ""
-
-    def compare(self, items):
-        return [Verdict("tie" if len(c.first) == len(c.second) else "first" if len(c.first) > len(c.second)
-                        else "second") for c in items]
-
-
-@pytest.fixture(autouse=True)
-def longer_judge():
-    plugins.reset()
-    plugins.registry("judges").add("longer", Longer, "test judge", source="tests")
-    yield
-    plugins.reset()
 
 
 def _sampling(t: float) -> str:
