@@ -125,7 +125,7 @@ class GenerateSpec:
     path: str | None = None
     limit: int | str | None = 32  # "all": every prompt of the set
     n: int = 4  # seed 004's M = 4 samples per prompt for the Monte-Carlo KL
-    temperature: float = 0.8
+    temperature: float | str = 0.8  # 0: greedy; a rule of temperatures.toml ("fastchat"): per prompt category
     top_p: float = 1.0
     max_new_tokens: int = 64
     max_prompt_length: int = 1024  # longer prompts keep their last tokens (GenerateConfig's rule)
@@ -136,7 +136,11 @@ class GenerateSpec:
     every_checkpoint: bool = False  # also sample each run's saved intermediate checkpoints (a frontier over training)
 
     def __post_init__(self):
+        from evalharness.generation.base import parse_temperature
+
         self.limit = limit_setting(self.limit)
+        if isinstance(self.temperature, str):  # a rule stays a name (Sampling refuses any other word); --set's ".5"
+            self.temperature = parse_temperature(self.temperature)  # arrives as text and is a number
         limits.count("n (samples per prompt)", self.n)  # 0 would sample nothing and judge nothing, silently
         limits.count("batch_size", self.batch_size)
         _check_sampling(self, self.top_p)
