@@ -39,6 +39,7 @@ from evalharness.experiment.schema import (
     RunEntry,
     bind_spec,
     check_judge_spec,
+    check_seeds,
     check_shapes,
     pairs_preset,
     run_refs,
@@ -84,10 +85,11 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     runs: list[RunEntry] = []
     for i, entry in enumerate(raw["runs"]):
         runs += _expand(entry, defaults, f"{source} [[runs]] {entry.get('name', i + 1)}", set(pair_kinds))
-    names = [r.name for r in runs] + [p.name for p in pairs]
+    names = [r.name for r in runs] + [p.name for p in pairs] + list(dict.fromkeys(r.group for r in runs if r.group))
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"{source}: entry name {sorted(dupes)[0]!r} is used twice")
+    _link_replicates(runs, source)
     _link(runs, pairs, source)
     gen = bind_spec(GenerateSpec, dict(raw.get("generate", {})), f"{source} [generate]")
     ev = bind_spec(EvalSpec, dict(raw["eval"]), f"{source} [eval]") if "eval" in raw else None
@@ -108,7 +110,7 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
     for baseline in baselines:
         if baseline not in policies | {BASE, REFERENCE}:
             raise ConfigError(f"{source} [judge]: baseline {baseline!r} is not a run of this experiment, "
-                              f"'base' or 'reference'")
+                              f"'base' or 'reference'{_one_replicate(baseline, runs)}")
     if BASE in baselines and not gen.base:
         raise ConfigError(f"{source}: the baseline is the base model but [generate] base = false")
     reward_models = {r.name for r in runs if r.reward_model}
@@ -154,9 +156,9 @@ def nest_overrides(flat: dict[str, Any]) -> dict[str, Any]:
         if any(not p for p in parts) or len(parts) < {"runs": 3, "pairs": 3, "defaults": 2}.get(parts[0], 1):
             raise ConfigError(f"--set {key}: expected SECTION.KEY, runs.NAME.KEY or a [defaults] field")
         if parts[0] == "runs" and parts[2] not in ("grid", "data", "name"):
-            path = (*parts[:2], *train_path(".".join(parts[2:])))
+            path = (*parts[:2], *_train_path(".".join(parts[2:])))
         elif parts[0] == "defaults" or parts[0] not in SECTIONS - {"scales"}:
-            path = ("defaults", *train_path(".".join(parts[1:] if parts[0] == "defaults" else parts)))
+            path = ("defaults", *_train_path(".".join(parts[1:] if parts[0] == "defaults" else parts)))
         else:
             path = tuple(parts)
             for i, part in enumerate(parts[:-1]):
@@ -170,6 +172,11 @@ def nest_overrides(flat: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"--set {key}: {part!r} is set to a value and used as a table")
         table[path[-1]] = value
     return out
+
+
+def _train_path(key: str) -> tuple[str, ...]:
+    """``config.train_path``, but ``seeds`` is the experiment's own key of a run (its replicates), not a loss's."""
+    return ("seeds",) if key == "seeds" else train_path(key)
 
 
 def merge_tables(base: dict[str, Any], over: dict[str, Any], where: str, top: bool = True) -> dict[str, Any]:
@@ -263,13 +270,21 @@ def _expand(entry: dict[str, Any], defaults: dict[str, Any], where: str, pair_na
     base_data.update(data or {})
     params.update(entry.pop("params", {}) or {})
     base.update(entry)
+    seeds = base.pop("seeds", None)
+    if seeds is not None:
+        seeds = check_seeds(seeds, where)
+        if "seed" in base:  # which of the two a replicate trains with would be a guess
+            raise ConfigError(f"{where}: set seeds (the replicates) or seed (one run), not both")
     out = []
     keys = sorted(grid)
-    for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+    for values, seed in itertools.product(itertools.product(*(grid[k] for k in keys)), seeds or [None]):
         suffix = "".join(f"-{k}{v}" for k, v in zip(keys, values))
         p = dict(params)
         p.update(dict(zip(keys, values)))
-        flat = dict(base, params=p, data=dict(base_data), name=name + suffix)
+        group = name + suffix
+        flat = dict(base, params=p, data=dict(base_data), name=group if seed is None else f"{group}-seed{seed}")
+        if seed is not None:
+            flat["seed"] = seed
         after = []
         if str(flat["data"].get("name", "")).startswith("@"):
             ref = flat["data"]["name"][1:]
@@ -279,7 +294,8 @@ def _expand(entry: dict[str, Any], defaults: dict[str, Any], where: str, pair_na
         if flat.get("init_from"):
             after.append(str(flat["init_from"]))
         cfg = train_config_from_dict(flat, where)
-        out.append(RunEntry(name + suffix, cfg, after, _is_reward_model(cfg.loss, where)))
+        out.append(RunEntry(flat["name"], cfg, after, _is_reward_model(cfg.loss, where),
+                            None if seed is None else group))
     return out
 
 
@@ -307,7 +323,30 @@ def _link(runs: list[RunEntry], pairs: list[PairsSpec], source: str) -> None:
                               "nor a checkpoint directory")
     for p in pairs:
         if p.policy not in known:
-            raise ConfigError(f"{source}: [[pairs]] {p.name!r} policy {p.policy!r} is not a run of this experiment")
+            raise ConfigError(f"{source}: [[pairs]] {p.name!r} policy {p.policy!r} is not a run of this experiment"
+                              + _one_replicate(p.policy, runs))
+
+
+def _link_replicates(runs: list[RunEntry], source: str) -> None:
+    """``init_from`` naming a replicated run: a replicate starts from the replicate of its own seed (dpo-seed1 from
+    sft-seed1), so the seeds stay independent end to end; a run that is not replicated the same way must name one."""
+    names = {r.name for r in runs}
+    groups = {r.group for r in runs if r.group}
+    for i, r in enumerate(runs):
+        init = r.config.init_from
+        if init not in groups:
+            continue
+        own = f"{init}-seed{r.config.seed}"
+        if r.group is None or own not in names:
+            raise ConfigError(f"{source}: run {r.name!r} init_from {init!r}, which is replicated over seeds: give it "
+                              f"the same seeds{_one_replicate(init, runs)}")
+        runs[i] = dataclasses.replace(r, config=dataclasses.replace(r.config, init_from=own),
+                                      after=[own if a == init else a for a in r.after])
+
+
+def _one_replicate(name: str, runs: list[RunEntry]) -> str:
+    members = [r.name for r in runs if r.group == name]
+    return f" ({name!r} is replicated over seeds as {', '.join(members)}; name one)" if members else ""
 
 
 def _validate_runs(exp: Experiment) -> None:

@@ -111,9 +111,10 @@ class Plan:
             self.run_ids[name] = rid
             cfg = entry.config
             what = "reward model" if entry.reward_model else "policy"
+            seed = f"seed {cfg.seed} of {entry.group}, " if entry.group else ""
             steps.append(Step("train", name, not self.finished(rid),
-                              f"{what}: {cfg.loss} {_params(cfg.params)}{cfg.max_steps} steps x {cfg.batch_size} "
-                              f"from {cfg.init_from or cfg.model} (run {rid[:12]})"))
+                              f"{what}: {seed}{cfg.loss} {_params(cfg.params)}{cfg.max_steps} steps x "
+                              f"{cfg.batch_size} from {cfg.init_from or cfg.model} (run {rid[:12]})"))
         g = self.exp.generate
         policies = [r.name for r in self.exp.runs if not r.reward_model] + ([BASE] if g.base else [])
         every = ", every saved checkpoint" if g.every_checkpoint else ""

@@ -51,6 +51,20 @@ def check_shapes(raw: dict[str, Any], source: str) -> None:
                 raise ConfigError(f"{source} [[{key}]] {i + 1}: name must be a string, got {name!r}")
 
 
+def check_seeds(value: Any, where: str) -> list[int]:
+    """``seeds = [0, 1, 2]``: the training seeds a run is replicated over, distinct and in TrainConfig's range."""
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers, got {value!r}")
+    if len(set(value)) < len(value):
+        raise ConfigError(f"{where}: seeds must be distinct, got {value!r}")
+    for v in value:
+        try:
+            limits.seed("seeds", v)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return list(value)
+
+
 def bind_spec(cls: type, values: dict[str, Any], where: str):
     """``config.bind`` with the spec's own range errors prefixed by where they are, like the binder's own."""
     try:
@@ -217,6 +231,7 @@ class RunEntry:
     config: TrainConfig
     after: list[str]  # run or pairs entries it needs first
     reward_model: bool
+    group: str | None = None  # a seed replicate's configuration (``<group>-seed<k>``); None: not replicated
 
 
 @dataclass
