@@ -31,9 +31,18 @@ def test_claims_parse_from_toml():
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"at": "matched kl"}, r"claims\[0\] \('t'\): the condition 'at' is not supported yet"),
-    ({"relation": "dominates"}, "relation 'dominates' is not supported yet"),
-    ({"relation": "above"}, "relation must be higher or lower, got 'above'"),
+    ({"at": "matched kl"}, r"claims\[0\] \('t'\): 'at' is not a claim field; write matched = QUANTITY"),
+    ({"relation": "equal"}, "relation 'equal' is not supported yet"),
+    ({"relation": "above"}, "relation must be one of higher, lower, dominates, below_fraction, got 'above'"),
+    ({"relation": "dominates"}, r"relation 'dominates' needs frontier = \[X, Y\]"),
+    ({"relation": "dominates", "frontier": ["kl", "win_rate"], "matched": "kl"}, "matched does not apply"),
+    ({"relation": "below_fraction"}, "relation 'below_fraction' needs fraction = F"),
+    ({"relation": "below_fraction", "fraction": 0}, "fraction must be a number > 0"),
+    ({"fraction": 0.1}, "fraction belongs to relation 'below_fraction', not 'lower'"),
+    ({"frontier": ["kl", "win_rate"]}, "frontier belongs to relation 'dominates'"),
+    ({"given": "accuracy"}, "given and within go together"),
+    ({"matched": "kl"}, "the condition names the claim's own quantity 'kl'"),
+    ({"matched": "accuracy", "given": "margin", "within": 0.1}, "matched and given are two forms"),
     ({"quantiy": "kl"}, "unknown field 'quantiy'; did you mean 'quantity'"),
     ({"b": "x"}, "a and b name the same configuration 'x'"),
     ({"margin": -1}, "margin must be a number >= 0"),
