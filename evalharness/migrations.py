@@ -222,5 +222,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        "claim verdicts",
+        """
+        CREATE TABLE claims (
+            claim_id VARCHAR PRIMARY KEY,       -- hash(experiment, evaluation, position, claim)
+            experiment_id VARCHAR,              -- the experiment that declared it ('' for a claims file on a board)
+            evaluation JSON,                    -- the board it was measured on: judge, version, prompt set, sampling,
+                                                -- baseline
+            position INTEGER,                   -- its place among the experiment's [[claims]]
+            text VARCHAR,
+            claim JSON,                         -- every field of the claim (form, quantities, a, b, relation, ...)
+            verdict VARCHAR,                    -- reproduced | contradicted | inconclusive
+            effect DOUBLE,                      -- A - B, a matched gap or a ratio (the claim's form says which)
+            ci_low DOUBLE,
+            ci_high DOUBLE,
+            p_value DOUBLE,
+            p_adjusted DOUBLE,                  -- Holm over the claims evaluated together
+            result JSON,                        -- the verdict as printed: prompts, seeds, MDE, note
+            code_version VARCHAR,
+            created_at TIMESTAMP
+        )
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from typing import Any
 
 from evalharness.migrations import MIGRATIONS, SCHEMA_VERSION
 from evalharness.store_rows import (
+    ClaimRecord,
     RECORDS,
     DiagnosticRecord,
     ExperimentRecord,
@@ -318,6 +319,21 @@ class Store:
                             [row.runs, row.status, t, row.experiment_id])
             else:
                 _insert(con, [row._replace(created_at=row.created_at or t, updated_at=t)])
+
+    def replace_claims(self, experiment_id: str, evaluation: str, rows: Sequence[ClaimRecord]) -> None:
+        """One transaction: the verdicts stored for this experiment on this evaluation go, ``rows`` take their place
+        (claims are re-evaluated as runs, seeds and scores are added; an edited claim replaces its old verdict)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM claims WHERE experiment_id = ? AND CAST(evaluation AS VARCHAR) = ?",
+                        [experiment_id, evaluation])
+            if rows:
+                _insert(con, rows)
+
+    def get_claims(self, experiment_ids: Sequence[str]) -> list[ClaimRecord]:
+        """The stored verdicts of these experiments, in each one's claim order (latest evaluation first)."""
+        rows = self._select(f"SELECT {select_columns(ClaimRecord)} FROM claims JOIN (SELECT unnest(?) AS k) "
+                            "ON experiment_id = k ORDER BY created_at DESC, experiment_id, position", experiment_ids)
+        return [ClaimRecord(*r) for r in rows]
 
     def stored_ids(self, record: type, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` the record's table holds (its key column)."""

@@ -169,8 +169,27 @@ class RunAliasRecord(NamedTuple):
     created_at: datetime | None = None
 
 
+class ClaimRecord(NamedTuple):
+    TABLE = "claims"
+    claim_id: str
+    experiment_id: str
+    evaluation: str  # JSON
+    position: int
+    text: str
+    claim: str  # JSON
+    verdict: str
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    result: str  # JSON
+    code_version: str
+    created_at: datetime | None = None
+
+
 RECORDS: tuple[type, ...] = (PromptRecord, GenerationRecord, JudgmentRecord, ScoreRecord, RatingRecord, MetricRecord,
-                             DiagnosticRecord, ExperimentRecord, RunAliasRecord)
+                             DiagnosticRecord, ExperimentRecord, RunAliasRecord, ClaimRecord)
 
 
 def insert_statement(record: type, conflict: str = "IGNORE") -> str:

@@ -12,6 +12,7 @@ from evalharness import store as store_module
 from evalharness.store import Store
 from evalharness.store_rows import (
     RECORDS,
+    ClaimRecord,
     DiagnosticRecord,
     ExperimentRecord,
     GenerationRecord,
@@ -130,6 +131,8 @@ ROWS = {
     ExperimentRecord: ExperimentRecord("e1", "exp", "exp.toml", '{"runs": []}', '{"dpo": "r1"}', "0.1.0", "running",
                                        T, T),
     RunAliasRecord: RunAliasRecord("best", "r1", T),
+    ClaimRecord: ClaimRecord("c1", "e1", '{"judge": "oracle"}', 0, "dpo beats sft", '{"a": "dpo"}', "reproduced",
+                             0.25, 0.1, 0.4, 0.001, 0.002, '{"note": ""}', "0.1.0", T),
 }
 
 
@@ -164,7 +167,8 @@ def test_each_insert_method_sends_a_statement_that_names_its_columns(tmp_path, m
              JudgmentRecord: store.insert_judgments, ScoreRecord: store.insert_scores,
              RatingRecord: store.insert_ratings,
              MetricRecord: store.insert_metrics, DiagnosticRecord: store.insert_diagnostics,
-             ExperimentRecord: lambda rows: store.upsert_experiment(rows[0])}
+             ExperimentRecord: lambda rows: store.upsert_experiment(rows[0]),
+             ClaimRecord: lambda rows: store.replace_claims("e1", '{"judge": "oracle"}', rows)}
     for record, insert in calls.items():
         sent.clear()
         insert([ROWS[record]])
@@ -235,3 +239,17 @@ def test_rows_that_are_not_records_are_refused(tmp_path):
         store.insert_scores([tuple(ROWS[ScoreRecord])])
     with pytest.raises(TypeError, match="records of one table"):
         store.insert_rows([ROWS[ScoreRecord], ROWS[PromptRecord]])
+
+
+def test_claim_verdicts_are_replaced_per_experiment_and_evaluation(tmp_path):
+    store = Store(str(tmp_path / "s.duckdb"))
+    first = ROWS[ClaimRecord]
+    other = first._replace(claim_id="c2", evaluation='{"judge": "rm"}', verdict="inconclusive")
+    store.replace_claims("e1", first.evaluation, [first])
+    store.replace_claims("e1", other.evaluation, [other])
+    assert sorted(r.claim_id for r in store.get_claims(["e1"])) == ["c1", "c2"]
+    # re-evaluated on the oracle board: its old verdict goes, the reward model's stays
+    again = first._replace(claim_id="c3", verdict="contradicted", effect=-0.2)
+    store.replace_claims("e1", first.evaluation, [again])
+    got = {r.claim_id: r for r in store.get_claims(["e1", "nope"])}
+    assert set(got) == {"c2", "c3"} and got["c3"] == again and store.get_claims(["nope"]) == []
