@@ -19,8 +19,8 @@ from typing import Any
 
 from evalharness.migrations import MIGRATIONS, SCHEMA_VERSION
 from evalharness.store_rows import (
-    ClaimRecord,
     RECORDS,
+    ClaimRecord,
     DiagnosticRecord,
     ExperimentRecord,
     GenerationRecord,
