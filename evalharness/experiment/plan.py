@@ -76,16 +76,27 @@ class Plan:
         return cfg
 
     def bound_judge(self, spec: str) -> str:
-        """A judge spec with each ``@run`` (a reward-model run of this experiment) → its final checkpoint's directory,
-        checked to hold the weights the run saved (``evalharness.checkpoints``)."""
-        from evalharness.checkpoints import checkpoint_path
+        """A judge spec with each ``@run`` (a reward-model run of this experiment) and each ``path=RUN`` (a run in the
+        store) → that run's final checkpoint directory, by the lookup ``judge`` and ``eval`` use
+        (``evalharness.checkpoints``): the weights checked against the run's fingerprint, a name of several runs an
+        error listing them. ``@run`` is looked up by the entry's own run id, so another experiment's run of the same
+        name never stands in for it."""
+        from evalharness.checkpoints import final_checkpoint, with_run_checkpoints
 
         for ref in run_refs(spec):
-            final = [c for c in self.store.checkpoints(self.run_ids[ref]) if c["is_final"]]
-            if not final:
-                raise ConfigError(f"{self.exp.source}: @{ref} in {spec!r} has no final checkpoint in the store")
-            spec = spec.replace(f"@{ref}", checkpoint_path(final[-1], self.store, f"@{ref}"))
-        return spec
+            run_id = self.run_ids.get(ref) or self.final_run_id(self.exp.entry(ref))
+            try:
+                found = final_checkpoint(run_id, self.store)
+            except ConfigError as e:
+                raise ConfigError(f"{self.exp.source} {spec!r}: @{ref}: {e}") from None
+            if found is None:
+                raise ConfigError(f"{self.exp.source} {spec!r}: @{ref}: run {run_id[:12]} is not in the store "
+                                  "(train it first: evalharness run)")
+            spec = spec.replace(f"@{ref}", found)
+        try:
+            return with_run_checkpoints(spec, self.store)
+        except ConfigError as e:
+            raise ConfigError(f"{self.exp.source}: {spec!r}: {e}") from None
 
     def final_run_id(self, entry: RunEntry) -> str:
         from trainers.loop import plan_stages, run_id_of
