@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaderboards.query import ORDER_SCORES, JudgeVariant, _selection
+from leaderboards.query import ORDER_SCORES, EvalKey, JudgeVariant, _selection
 
 LABELS = (-1, 0, 1)
 
@@ -46,8 +46,8 @@ def cohen_kappa(x: np.ndarray, y: np.ndarray, labels=LABELS) -> tuple[float, flo
 # --------------------------------------------------------------------------------------------------- SQL
 
 
-def _orders_with_lengths(variant: JudgeVariant, prompt_set: str | None) -> tuple[str, list]:
-    selection, params = _selection(variant, prompt_set)
+def _orders_with_lengths(variant: JudgeVariant, prompt_set: str | None, key: EvalKey | None) -> tuple[str, list]:
+    selection, params = _selection(variant, prompt_set, key)
     sql = f"""
         SELECT o.*, length(gf.text) AS len_first, length(gs.text) AS len_second
         FROM ({ORDER_SCORES.format(selection=selection)}) o
@@ -57,11 +57,11 @@ def _orders_with_lengths(variant: JudgeVariant, prompt_set: str | None) -> tuple
     return sql, params
 
 
-def _shared_verdicts(variant: JudgeVariant, prompt_set: str | None) -> tuple[str, list]:
+def _shared_verdicts(variant: JudgeVariant, prompt_set: str | None, key: EvalKey | None) -> tuple[str, list]:
     """SQL: one row per (prompt, unordered generation pair) with the variant's combined verdict ``v`` (+1 when the
     generation with the smaller id is preferred; NULL when no order was valid) and ``flip``: whether that generation
     is the variant's B, so that ``-v`` is the verdict from its A's side."""
-    selection, params = _selection(variant, prompt_set)
+    selection, params = _selection(variant, prompt_set, key)
     sql = f"""
         SELECT prompt_id, least(gen_a, gen_b) AS g1, greatest(gen_a, gen_b) AS g2, bool_or(gen_a > gen_b) AS flip,
                CASE WHEN count(s) = 0 THEN NULL WHEN min(s) = 1 THEN 1 WHEN max(s) = 0 THEN -1 ELSE 0 END AS v
@@ -72,11 +72,12 @@ def _shared_verdicts(variant: JudgeVariant, prompt_set: str | None) -> tuple[str
     return sql, params
 
 
-def shared_labels(con, x: JudgeVariant, y: JudgeVariant, prompt_set: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def shared_labels(con, x: JudgeVariant, y: JudgeVariant, prompt_set: str | None = None,
+                  key: EvalKey | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two judges' verdicts (n,) on the pairs both judged with at least one valid order each, both from the side
     of ``x``'s model A (win / tie / loss of the model ``x`` rated), whichever way ``y`` stored the pair."""
-    sx, px = _shared_verdicts(x, prompt_set)
-    sy, py = _shared_verdicts(y, prompt_set)
+    sx, px = _shared_verdicts(x, prompt_set, key)
+    sy, py = _shared_verdicts(y, prompt_set, key)
     rows = con.execute(f"""
         SELECT CASE WHEN a.flip THEN -a.v ELSE a.v END, CASE WHEN a.flip THEN -b.v ELSE b.v END
         FROM ({sx}) a JOIN ({sy}) b USING (prompt_id, g1, g2)
@@ -109,8 +110,9 @@ class JudgeReport:
 
 
 def judge_report(con, variant: JudgeVariant, reference: JudgeVariant | None = None,
-                 prompt_set: str | None = None) -> JudgeReport:
-    sql, params = _orders_with_lengths(variant, prompt_set)
+                 prompt_set: str | None = None, key: EvalKey | None = None) -> JudgeReport:
+    """With ``key``, only the orders of that evaluation (prompt set, turns, sampling setting)."""
+    sql, params = _orders_with_lengths(variant, prompt_set, key)
     (orders, unparsed, failed, first, second, ties, longer_decisive, longer_wins) = con.execute(f"""
         SELECT count(*), count(*) FILTER (WHERE verdict = 'unparsed'), count(*) FILTER (WHERE verdict = 'failed'),
                count(*) FILTER (WHERE verdict = 'first'), count(*) FILTER (WHERE verdict = 'second'),
@@ -129,7 +131,7 @@ def judge_report(con, variant: JudgeVariant, reference: JudgeVariant | None = No
                          _ratio(flips, two), _ratio(first, decisive), _ratio(ties, valid),
                          _ratio(longer_wins, longer_decisive))
     if reference is not None:
-        x, y = shared_labels(con, variant, reference, prompt_set)
+        x, y = shared_labels(con, variant, reference, prompt_set, key)
         p_o, kappa, _ = cohen_kappa(x, y)
         report.reference, report.shared = reference.name, int(x.size)
         report.agreement, report.kappa = _finite(p_o), _finite(kappa)
@@ -145,12 +147,13 @@ class Agreement:
     kappa: float | None
 
 
-def agreement_table(con, variants: list[JudgeVariant], prompt_set: str | None = None) -> list[Agreement]:
+def agreement_table(con, variants: list[JudgeVariant], prompt_set: str | None = None,
+                    key: EvalKey | None = None) -> list[Agreement]:
     """Pairwise agreement and κ between every two judge variants on the pairs they share."""
     out = []
     for i, x in enumerate(variants):
         for y in variants[i + 1 :]:
-            a, b = shared_labels(con, x, y, prompt_set)
+            a, b = shared_labels(con, x, y, prompt_set, key)
             p_o, kappa, _ = cohen_kappa(a, b)
             out.append(Agreement(x.name, y.name, int(a.size), _finite(p_o), _finite(kappa)))
     return out
@@ -168,11 +171,19 @@ def _finite(x: float) -> float | None:
 
 
 def judges_report(store, judges: list[str] | None = None, reference: str | None = None,
-                  prompt_set: str | None = None) -> list:
+                  prompt_set: str | None = None, turn: int | str | None = None,
+                  temperature: float | str | None = None, sampling: str | None = None) -> list:
     """Two ``Table``s: one row per judge (self-report, and agreement with ``reference`` when given), and agreement
-    between every two of the judges (with the reference among them)."""
+    between every two of the judges (with the reference among them).
+
+    Every number comes from one evaluation, chosen as the leaderboard chooses its own (``leaderboards.selection``)
+    over the pairs of all the report's judges: one prompt set, its turns, one sampling setting. Where the judges'
+    pairs hold several, a LeaderboardError lists them and names the flag that picks one; the tables' titles and meta
+    name the one used."""
     from dataclasses import asdict
 
+    from evalharness import evalkey
+    from leaderboards import selection
     from leaderboards.query import LeaderboardError, judge_variants, read_store, select_judge
     from leaderboards.render import num, text
     from leaderboards.table import Column, Table
@@ -183,9 +194,17 @@ def judges_report(store, judges: list[str] | None = None, reference: str | None 
             raise LeaderboardError("the store holds no judgments (run `evalharness judge` or `evalharness import`)")
         chosen = [select_judge(variants, j) for j in judges] if judges else list(variants)
         ref = select_judge(variants, reference) if reference is not None else None
-        reports = [judge_report(con, v, ref, prompt_set) for v in chosen if v != ref]
         everyone = [v for v in chosen if v != ref] + ([ref] if ref is not None else [])  # the reference last
-        agreements = agreement_table(con, everyone, prompt_set)
+        found = [g for v in everyone for g in selection.groups(con, v, prompt_set)]
+        key = selection.choose_among(found, "the report", "the judges'", prompt_set, selection.parse_turn(turn),
+                                     selection.parse_temperature(temperature) if temperature is not None else None,
+                                     sampling)
+        reports = [judge_report(con, v, ref, prompt_set, key) for v in chosen if v != ref]
+        agreements = agreement_table(con, everyone, prompt_set, key)
+    meta = {"prompt_set": key.prompt_set, "turns": ",".join(map(str, key.turns)),
+            "sampling": evalkey.describe(key.sampling), "sampling_id": evalkey.sampling_id(key.sampling),
+            "temperature": evalkey.fields(key.sampling).get("temperature")}
+    on = selection.title_suffix(meta)
 
     pct = lambda key: (lambda r: num(None if r[key] is None else 100 * r[key], 1))  # noqa: E731
     judge_rows = [asdict(r) for r in reports]
@@ -211,13 +230,14 @@ def judges_report(store, judges: list[str] | None = None, reference: str | None 
              "orders (ties left out); P(longer) over decisive orders whose responses differ in length (characters)"]
     if ref is not None:
         notes.append(f"agreement and Cohen's κ with {ref.name} on the pairs both judged (3 classes: win, tie, loss)")
-    first = Table("Judges" + (f" (reference: {ref.name})" if ref else ""), fields, judge_rows, columns, {}, notes)
+    first = Table("Judges" + on + (f" (reference: {ref.name})" if ref else ""), fields, judge_rows, columns, meta,
+                  notes)
     rows = [asdict(a) for a in agreements]
-    second = Table("Judge agreement", ["judge_x", "judge_y", "shared", "agreement", "kappa"], rows, [
+    second = Table("Judge agreement" + on, ["judge_x", "judge_y", "shared", "agreement", "kappa"], rows, [
         Column("judge", lambda r: r["judge_x"], "judge_x", "left"),
         Column("judge", lambda r: r["judge_y"], "judge_y", "left"),
         Column("shared", lambda r: text(r["shared"]), "shared"),
         Column("agree %", pct("agreement"), "agreement"),
         Column("κ", lambda r: num(r["kappa"], 3), "kappa"),
-    ], {}, ["pairs are shared when both judges saw the same two responses to the same prompt"])
+    ], meta, ["pairs are shared when both judges saw the same two responses to the same prompt"])
     return [first, second] if rows else [first]

@@ -83,12 +83,18 @@ def parse_temperature(value: Any) -> float | str | None:
 def choose_key(con, variant: JudgeVariant, prompt_set: str | None, turn: int | str | None = None,
                temperature: float | str | None = None, sampling: str | None = None) -> EvalKey:
     """The one evaluation of ``variant`` the request names, or a LeaderboardError listing the candidates."""
-    found = groups(con, variant, prompt_set)
+    return choose_among(groups(con, variant, prompt_set), f"judge {variant.name}", f"judge {variant.name}'s",
+                        prompt_set, turn, temperature, sampling)
+
+
+def choose_among(found: list[Group], who: str, whose: str, prompt_set: str | None, turn: int | str | None = None,
+                 temperature: float | str | None = None, sampling: str | None = None) -> EvalKey:
+    """``choose_key`` over the groups of one or several judge variants (``who`` has them, ``whose`` pairs)."""
     if not found:
-        raise LeaderboardError(f"judge {variant.name} has no pairs" + (f" on {prompt_set!r}" if prompt_set else ""))
+        raise LeaderboardError(f"{who} has no pairs" + (f" on {prompt_set!r}" if prompt_set else ""))
     sets = _count(found, lambda g: g.prompt_set)
     if len(sets) > 1:
-        raise LeaderboardError(f"judge {variant.name} has pairs on {len(sets)} prompt sets: {_listing(sets)}; "
+        raise LeaderboardError(f"{who} has pairs on {len(sets)} prompt sets: {_listing(sets)}; "
                                "choose one with --prompts")
     chosen_set = next(iter(sets))
     turns = _count(found, lambda g: g.turn)
@@ -96,11 +102,11 @@ def choose_key(con, variant: JudgeVariant, prompt_set: str | None, turn: int | s
         chosen_turns = tuple(sorted(turns))
     elif turn is not None:
         if turn not in turns:
-            raise LeaderboardError(f"judge {variant.name} has no pairs at turn {turn} on {chosen_set!r} "
+            raise LeaderboardError(f"{who} has no pairs at turn {turn} on {chosen_set!r} "
                                    f"(turns here: {_listing(turns)})")
         chosen_turns = (int(turn),)
     elif len(turns) > 1:
-        raise LeaderboardError(f"judge {variant.name}'s pairs on {chosen_set!r} span {len(turns)} turns: "
+        raise LeaderboardError(f"{whose} pairs on {chosen_set!r} span {len(turns)} turns: "
                                f"{_listing({f'turn {t}': n for t, n in turns.items()})}; choose one with --turn N "
                                "(or --turn all to pool them)")
     else:
@@ -108,7 +114,7 @@ def choose_key(con, variant: JudgeVariant, prompt_set: str | None, turn: int | s
     found = [g for g in found if g.turn in chosen_turns]
     settings = _count([g for g in found if not g.mixed], lambda g: g.key)
     fits = {k: n for k, n in settings.items() if evalkey.matches(k, temperature, sampling)}
-    where = f"judge {variant.name}'s pairs on {chosen_set!r}"
+    where = f"{whose} pairs on {chosen_set!r}"
     if not fits:
         if not settings:
             a, b = found[0].sides

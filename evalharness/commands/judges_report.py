@@ -18,18 +18,27 @@ app.add_typer(judges_app, name="judges")
 def report(
     judge: Optional[list[str]] = typer.Option(None, "--judge", help="JUDGE or JUDGE@VERSION; repeat (default: all)."),
     reference: Optional[str] = typer.Option(None, help="Judge whose labels are the reference (human labels, oracle)."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only pairs on this prompt set."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="The prompt set (default: the only one judged)."),
+    turn: Optional[str] = typer.Option(None, help="The turn judged (1, 2, …), or all to pool them (default: the "
+                                              "only one judged)."),
+    temperature: Optional[str] = typer.Option(None, help="The samples' temperature (a number, or a rule such as "
+                                                     "fastchat); default: the only setting judged."),
+    sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
+                                                  "two settings share a temperature."),
     fmt: str = typer.Option("table", "--format", help="table | md | csv | json."),
     store: Path = STORE,
 ):
     """Position-flip rate, P(first wins), P(longer wins), tie rate; agreement and Cohen's κ with --reference and
-    between every two judges on the pairs they share."""
+    between every two judges on the pairs they share.
+
+    Every number comes from one evaluation (prompt set, turn, sampling setting), which the titles name; where the
+    judges' pairs hold several, the command lists them and names the flag that picks one."""
     with user_errors():
         from leaderboards.agreement import judges_report
         from leaderboards.render import check_format, render_many
 
         check_format(fmt, ("table", "md", "csv", "json"))
-        tables = judges_report(store, judge or None, reference, prompts)
+        tables = judges_report(store, judge or None, reference, prompts, turn, temperature, sampling)
         text = render_many(tables, fmt)
         if fmt == "csv" and sys.stdout.isatty():
             from evalharness.textsafe import escape_lines
