@@ -4,7 +4,9 @@ Truncation (stated once, applied everywhere): the prompt keeps its LAST ``max_pr
 turns matter most); then the response keeps its FIRST ``max_length - len(prompt)`` tokens. Every example that lost
 tokens is counted and reported.
 
-Log-probs come from one concatenated forward per batch.
+Log-probs come from one concatenated forward per batch, or, where several sequences share a prompt (chosen and
+rejected of a pair, K samples of one prompt), from one forward of each distinct prompt whose key/value cache feeds
+every response continued from it (``shared_prompt_logps``): the same values and gradients, the prompt computed once.
 """
 
 from __future__ import annotations
@@ -151,10 +153,15 @@ class Forward:
     labels: Tensor  # [N, L-1]
     logits: Tensor | None  # [N, L-1, V] after the temperature, when asked for
     tokens: int  # non-pad tokens processed
+    shared: bool = False  # computed by shared_prompt_logps: the tensors hold response positions only ([N, R])
 
 
-def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0, keep_logits: bool = False) -> Forward:
+def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0, keep_logits: bool = False,
+                   share_prompts: bool = False) -> Forward:
     """Forward ``seqs`` through a causal LM and score their response tokens.
+
+    ``share_prompts``: where a prompt repeats among ``seqs`` and the model can continue from a cache, compute each
+    distinct prompt once (``shared_prompt_logps``; its tensors then hold response positions only).
 
     Logits are divided by ``temperature`` before the log-softmax, so log-probs match samples drawn at that temperature
     (EXO trains at τ=0.8 for policy and reference alike).
@@ -164,6 +171,8 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
     anyway, and the head's [N, L, V] logits and their log-softmax are the largest tensors of a step (the head is a
     fifth of SmolLM2's weights). The results are those of the full head, position for position.
     """
+    if share_prompts and _shares_pay(model, seqs):
+        return shared_prompt_logps(model, seqs, pad_id, temperature, keep_logits)
     device = next(model.parameters()).device
     ids, attn, resp = (t.to(device) for t in collate(seqs, pad_id))
     labels = ids[:, 1:]
@@ -173,7 +182,7 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
     logits = model(input_ids=ids, attention_mask=attn, use_cache=False, **kwargs).logits[:, :-1]
     if temperature != 1.0:
         logits = logits / temperature
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels[:, start:].unsqueeze(-1)).squeeze(-1)
+    logp = torch.log_softmax(_at_least_float32(logits), dim=-1).gather(-1, labels[:, start:].unsqueeze(-1)).squeeze(-1)
     logp = logp.masked_fill(~mask[:, start:], 0.0)
     if start:
         logp = torch.nn.functional.pad(logp, (start, 0))
@@ -188,6 +197,70 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
     )
 
 
+def _shares_pay(model, seqs: list[Seq]) -> bool:
+    """A prompt repeats, none is empty, and the model continues from a cache it is handed (a DDP wrapper is not
+    used this way: it expects one forward per backward)."""
+    prompts = {s.prompt for s in seqs}
+    return (len(prompts) < len(seqs) and all(prompts) and not hasattr(model, "module")
+            and _takes(model, "past_key_values") and _takes(model, "position_ids"))
+
+
+def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0,
+                        keep_logits: bool = False) -> Forward:
+    """``sequence_logps`` computing each distinct prompt once: one forward over the prompts (right-padded, with its
+    key/value cache kept, gradients and all), then one over the responses, each row continuing from its prompt's
+    cache rows. Causal attention makes every response position see exactly what the concatenated forward shows it,
+    so log-probs and gradients are the same (to rounding).
+
+    The returned tensors hold response positions only: ``token_logps``, ``mask``, ``labels`` are [N, R] and
+    ``logits`` [N, R, V], R the longest response; column j is response token j (the losses read them through the
+    mask, whatever the layout). ``tokens`` counts the sequences' tokens, as the concatenated forward does, so
+    throughput stays comparable.
+    """
+    device = next(model.parameters()).device
+    prompts: dict[tuple[int, ...], int] = {}
+    row_of = torch.tensor([prompts.setdefault(s.prompt, len(prompts)) for s in seqs], device=device)
+    p_ids, p_attn, _ = (t.to(device) for t in collate([Seq(p, ()) for p in prompts], pad_id))
+    p_len = p_attn.sum(-1)
+    last = p_len - 1  # the position predicting each prompt's first response token
+    keep = torch.unique(last)  # the head runs only where some prompt ends
+    out = model(input_ids=p_ids, attention_mask=p_attn, position_ids=_positions(p_attn), use_cache=True,
+                logits_to_keep=keep)
+    first = out.logits[torch.arange(len(prompts), device=device), torch.searchsorted(keep, last)]  # [U, V]
+    cache = out.past_key_values
+    cache.reorder_cache(row_of)  # a copy of its prompt's keys/values per sequence (index_select keeps the graph)
+    r_ids, r_attn, resp = (t.to(device) for t in collate([Seq((), s.response) for s in seqs], pad_id))
+    positions = p_len[row_of, None] + torch.arange(r_ids.shape[1], device=device)
+    width = r_ids.shape[1] - 1  # the last response position predicts nothing
+    rest = model(input_ids=r_ids, attention_mask=torch.cat([p_attn[row_of], r_attn], 1), position_ids=positions,
+                 past_key_values=cache, use_cache=True, logits_to_keep=torch.arange(width, device=device)).logits
+    logits = torch.cat([first[row_of, None], rest], 1)  # [N, R, V]: column j predicts response token j
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp = torch.log_softmax(_at_least_float32(logits), dim=-1).gather(-1, r_ids.unsqueeze(-1)).squeeze(-1)
+    logp = logp.masked_fill(~resp, 0.0)
+    return Forward(
+        summed=logp.sum(-1),
+        token_logps=logp,
+        mask=resp,
+        lengths=resp.sum(-1).to(logp.dtype),
+        labels=r_ids,
+        logits=logits if keep_logits else None,
+        tokens=sum(len(s) for s in seqs),
+        shared=True,
+    )
+
+
+def _at_least_float32(logits: Tensor) -> Tensor:
+    """bf16 logits are scored in float32; a float64 model (the equality tests) keeps its precision."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def _positions(attn: Tensor) -> Tensor:
+    """Position ids of right-padded rows (0, 1, … on the tokens; the pads' values are never attended to)."""
+    return (attn.cumsum(-1) - 1).clamp(min=0)
+
+
 def _first_response_position(mask: Tensor, model) -> int:
     """The first position that predicts a response token in any row (0 when none does, or the model can't skip)."""
     if not _keeps_logits(model):
@@ -196,21 +269,26 @@ def _first_response_position(mask: Tensor, model) -> int:
     return int(any_row.nonzero()[0]) if bool(any_row.any()) else 0
 
 
-_KEEPS: dict[type, bool] = {}
+_TAKES: dict[tuple[type, str], bool] = {}
 
 
 def _keeps_logits(model) -> bool:
     """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; a wrapper is looked into)."""
+    return _takes(model, "logits_to_keep")
+
+
+def _takes(model, argument: str) -> bool:
+    """Whether the (unwrapped) model's forward takes ``argument``."""
     inner = getattr(model, "module", model)  # DDP
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
-    cls = type(inner)
-    if cls not in _KEEPS:
-        forward = getattr(inner, "forward", None)  # a stand-in that is only callable (a probe) gets full logits
+    key = (type(inner), argument)
+    if key not in _TAKES:
+        forward = getattr(inner, "forward", None)  # a stand-in that is only callable (a probe) takes nothing more
         try:
-            _KEEPS[cls] = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+            _TAKES[key] = forward is not None and argument in inspect.signature(forward).parameters
         except (TypeError, ValueError):
-            _KEEPS[cls] = False
-    return _KEEPS[cls]
+            _TAKES[key] = False
+    return _TAKES[key]
 
 
 def sequence_scores(model, seqs: list[Seq], pad_id: int) -> tuple[Tensor, int]:

@@ -23,7 +23,7 @@ from evalharness.checkpoints import locate
 from evalharness.config import RUN_NAME, ConfigError, TrainConfig
 from evalharness.hashing import content_hash
 from evalharness.models import model_fingerprint
-from evalharness.scoring import PairExample, sequence_logps, sequence_scores
+from evalharness.scoring import PairExample, sequence_logps, sequence_scores, shared_prompt_logps
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
 from trainers.batching import batch_order, example_length
@@ -358,7 +358,7 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
     if "k_samples" in needs:
         seqs = [s for ex in batch for s in ex.seqs]
         k = len(batch[0].seqs)
-        fwd = sequence_logps(p.model, seqs, pad, temperature)
+        fwd = sequence_logps(p.model, seqs, pad, temperature, share_prompts=True)
         inp.policy_logps_k = fwd.summed.view(len(batch), k)
         inp.lengths_k = fwd.lengths.view(len(batch), k)
         if "reference" in needs:
@@ -376,7 +376,9 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
         inp.chosen_lengths, inp.rejected_lengths = lengths[:b], lengths[b:]
         return inp, n_tok
     live_logits = "reference_logits" in needs
-    fwd = sequence_logps(p.model, seqs, pad, temperature, keep_logits=live_logits)
+    # x+ = x- for most pairs: each prompt is computed once and continued into both responses (CausalDialogue's
+    # x+ != x- pairs take the concatenated forward)
+    fwd = sequence_logps(p.model, seqs, pad, temperature, keep_logits=live_logits, share_prompts=True)
     inp.policy_chosen_logps, inp.policy_rejected_logps = fwd.summed[:b], fwd.summed[b:]
     inp.chosen_lengths, inp.rejected_lengths = fwd.lengths[:b], fwd.lengths[b:]
     if "token_logps" in needs or live_logits:
@@ -384,7 +386,9 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
         inp.chosen_mask, inp.rejected_mask = fwd.mask[:b], fwd.mask[b:]
     if live_logits:
         with torch.no_grad():
-            ref = sequence_logps(p.reference, seqs, pad, temperature, keep_logits=True)
+            # the same layout as the policy's logits, position for position
+            score = shared_prompt_logps if fwd.shared else sequence_logps
+            ref = score(p.reference, seqs, pad, temperature, keep_logits=True)
         inp.policy_chosen_logits, inp.policy_rejected_logits = fwd.logits[:b], fwd.logits[b:]
         inp.reference_chosen_logits, inp.reference_rejected_logits = ref.logits[:b], ref.logits[b:]
         inp.chosen_labels, inp.rejected_labels = fwd.labels[:b], fwd.labels[b:]
@@ -395,7 +399,7 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
     if "prompt_augmented" in needs:
         aug = [ex.augmented_chosen for ex in batch] + [ex.augmented_rejected for ex in batch]
         with torch.no_grad():  # Δ is a stop-gradient term: the live policy scores p ⊕ x without a graph
-            pol = sequence_logps(p.model, aug, pad, temperature).summed
+            pol = sequence_logps(p.model, aug, pad, temperature, share_prompts=True).summed
         ref_aug = _reference(p, aug, temperature)
         inp.augmented_policy_chosen_logps, inp.augmented_policy_rejected_logps = pol[:b], pol[b:]
         inp.augmented_reference_chosen_logps, inp.augmented_reference_rejected_logps = ref_aug[:b], ref_aug[b:]
@@ -407,7 +411,7 @@ def _reference(p: Prepared, seqs, temperature) -> torch.Tensor:
     if p.cache is not None:
         return p.cache.lookup(seqs, device)
     with torch.no_grad():
-        return sequence_logps(p.reference, seqs, p.pad_id, temperature).summed.to(device)
+        return sequence_logps(p.reference, seqs, p.pad_id, temperature, share_prompts=True).summed.to(device)
 
 
 def copy_model(model):

@@ -34,7 +34,8 @@ class ReferenceCache:
         return content_hash(["reference-logp", self.fingerprint, seq.prompt, seq.response, self.temperature])
 
     def fill(self, load_model, seqs: list[Seq], pad_id: int, batch_size: int, progress: bool = True, write: bool = True):
-        """Load what the store has; score the rest in batches (longest first, little padding) and store it.
+        """Load what the store has; score the rest in batches (longest first, little padding; the sequences of one
+        prompt side by side, so a batch computes each prompt once) and store it.
 
         ``load_model()`` returns the reference model; it is called only when something is missing.
         """
@@ -43,7 +44,7 @@ class ReferenceCache:
         found = self.store.get_reference_logps(list(keys))
         for k, (lp, _) in found.items():
             self.values[k] = self._by_seq[keys[k]] = lp
-        todo = sorted(((k, s) for k, s in keys.items() if k not in found), key=lambda ks: len(ks[1]), reverse=True)
+        todo = _by_prompt([(k, s) for k, s in keys.items() if k not in found])
         if not todo:
             return CacheReport(len(keys), len(found), 0, time.perf_counter() - start)
         model = load_model()
@@ -52,7 +53,7 @@ class ReferenceCache:
         with torch.no_grad():
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i : i + batch_size]
-                fwd = sequence_logps(model, [s for _, s in chunk], pad_id, self.temperature)
+                fwd = sequence_logps(model, [s for _, s in chunk], pad_id, self.temperature, share_prompts=True)
                 for (k, s), lp, n in zip(chunk, fwd.summed.tolist(), fwd.lengths.tolist()):
                     self.values[k] = self._by_seq[s] = lp
                     pending.append((k, lp, int(n)))
@@ -72,3 +73,12 @@ class ReferenceCache:
                 self._by_seq[s] = self.values[self.key(s)]
             values.append(self._by_seq[s])
         return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def _by_prompt(todo: list[tuple[str, Seq]]) -> list[tuple[str, Seq]]:
+    """``todo`` grouped by prompt, the groups longest first."""
+    groups: dict[tuple[int, ...], list[tuple[str, Seq]]] = {}
+    for k, s in todo:
+        groups.setdefault(s.prompt, []).append((k, s))
+    ordered = sorted(groups.values(), key=lambda g: max(len(s) for _, s in g), reverse=True)
+    return [ks for g in ordered for ks in sorted(g, key=lambda ks: len(ks[1]), reverse=True)]
