@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from leaderboards import lc, query, ratings, selection, stats
+from leaderboards import lc, query, ratings, replicates, selection, stats
 from leaderboards.board_config import Leaderboard, LeaderboardConfig
 from leaderboards.board_notes import board_notes, score_notes
 from leaderboards.board_rows import (
@@ -84,6 +84,8 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                           selection.samples_per_prompt(con, *query._selection(variant, None, key)),
                                           selection.metrics_meta(samples, held))
         provenance = query.load_provenance(con, pairs.models)
+        labels = {k: i.label for k, i in info.items()}
+        groups = [] if cfg.per_seed else replicates.find_groups(con, pairs.models, labels)
         rated = ratings.matching(graded, variant)
         scores = rated and ratings.load_scores(con, rated, key, cfg.n_resamples, cfg.seed, cfg.level)
         difficulty = None
@@ -94,7 +96,7 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                        f"{len(next(iter(table.values())))} rows matches one of the board's "
                                        f"{pairs.n_prompts} prompts (by AlpacaEval position or instruction text)")
     return board_from_pairs(pairs, info, metrics, provenance, cfg, variant, code_version(), difficulty=difficulty,
-                            evaluation=evaluation, scores=scores or None)
+                            evaluation=evaluation, scores=scores or None, groups=groups)
 
 
 def default_baseline(pairs: query.PairTable) -> int | None:
@@ -119,11 +121,13 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                      metrics: dict[str, dict[str, query.MetricValue]], provenance: dict[str, query.Provenance],
                      cfg: LeaderboardConfig, variant: query.JudgeVariant, version: str = "",
                      difficulty: np.ndarray | None = None, evaluation: dict[str, Any] | None = None,
-                     scores: ratings.Scores | None = None) -> Leaderboard:
+                     scores: ratings.Scores | None = None, groups: list[replicates.Group] | None = None,
+                     ) -> Leaderboard:
     """Compute the statistics over ``pairs`` and lay out one flat row per model, best first. ``difficulty`` (P,)
     per prompt: AlpacaEval's instruction difficulty from a file (NaN where it has none). ``evaluation``: what the
     pairs and metrics were selected by (``selection.board_meta``), into the meta and every row. ``scores``: the
-    judge's single-answer grades of the same evaluation (the MT-Bench score column)."""
+    judge's single-answer grades of the same evaluation (the MT-Bench score column). ``groups``: seed replicates,
+    each shown as one row (``replicates.aggregate``)."""
     evaluation = {"prompt_set": cfg.prompt_set, **(evaluation or {})}
     labels = {k: i.label for k, i in info.items()}
     if cfg.baseline is not None:
@@ -147,8 +151,8 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
                           ties, cfg.n_resamples, cfg.seed, cfg.level, score=score, with_lc=cfg.lc == "tanh-length",
                           bt_games=games)
     lc_rate, lc_note, lc_how = s.lc, [None] * len(pairs.models), "tanh-length"
+    y, keep = stats.pair_outcomes(verdict, p_a, ties, score)
     if cfg.lc == "alpacaeval-v1":
-        y, keep = stats.pair_outcomes(verdict, p_a, ties, score)
         lc_rate, lc_note, lc_how = _alpacaeval_lc(pairs, labels, baseline, a, b, prompt, y, keep, len_a, len_b,
                                                   s.win_rate, difficulty)
     rows = []
@@ -169,6 +173,9 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
         row.update(bt=finite(s.bt[i]), bt_ci_low=finite(s.bt_low[i]), bt_ci_high=finite(s.bt_high[i]),
                    bt_flag=bt_flag(bool(s.bt_perfect[i]), s.bt_low[i], s.bt_high[i]), **score_fields(scores, key))
         rows.append(row)
+    rows, replicate_notes = replicates.aggregate(rows, groups or [], pairs.models, baseline, a[keep], b[keep],
+                                                 prompt[keep], y[keep], pairs.n_prompts, cfg.n_resamples, cfg.seed,
+                                                 cfg.level)
     rows = ranked(rows)
     meta = {
         "judge": variant.judge, "judge_version": variant.version, "template": variant.template,
@@ -184,7 +191,7 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
     if cfg.bt_games == "arena-hard":
         meta["notes"].append("BT games (arena-hard, arena-hard-auto's show_result.py): each valid order is a game, a "
                              f"strong verdict ([[A>>B]]) counts {stats.STRONG_WEIGHT} games, a tie half a win each")
-    meta["notes"] += score_notes(scores, cfg)
+    meta["notes"] += score_notes(scores, cfg) + replicate_notes
     if evaluation.get("mixed_sampling_pairs"):
         meta["notes"].append(f"{evaluation['mixed_sampling_pairs']} pairs of this judge whose two sides were sampled "
                              "at different settings are left out")

@@ -29,6 +29,7 @@ class LeaderboardConfig:
     sampling: str | None = None  # a setting's short id, where two settings share a temperature
     held_out: str | None = None  # the held-out evaluation of perplexity, agility and margins
     bt_games: str = "pairs"  # "arena-hard": each order a game, a strong verdict three (``stats.arena_hard_games``)
+    per_seed: bool = False  # True: a row per seed replicate, as boards were before replicates were combined
 
     def __post_init__(self):
         object.__setattr__(self, "turn", selection.parse_turn(self.turn))

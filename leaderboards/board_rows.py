@@ -14,8 +14,8 @@ from leaderboards.query import METRIC_NAMES
 FIELDS = (
     ["rank", "model", "label", "baseline", "n", "wins", "ties", "losses", "win_pct", "tie_pct", "loss_pct",
      "win_rate", "win_rate_se", "win_rate_ci_low", "win_rate_ci_high", "lc_win_rate", "lc_win_rate_se", "lc_note",
-     "bt", "bt_ci_low", "bt_ci_high", "bt_flag", "length", "tokens", "samples", "score", "score_ci_low",
-     "score_ci_high", "score_n"]
+     "bt", "bt_ci_low", "bt_ci_high", "bt_flag", "length", "tokens", "samples", "seeds", "replicates", "score",
+     "score_ci_low", "score_ci_high", "score_n"]
     + [f"{m}{s}" for m in METRIC_NAMES for s in ("", "_ci_low", "_ci_high", "_n")]
     + ["run", "step", "loss", "beta", "params", "base_model", "code_version", "judge", "judge_version",
        "order_rule", "tie_policy", "lc_method"]
@@ -23,7 +23,8 @@ FIELDS = (
 )
 
 TEXT_FIELDS = frozenset({"model", "label", "run", "loss", "params", "base_model", "code_version", "judge",
-                         "judge_version", "lc_note", "bt_flag", "order_rule", "tie_policy", "lc_method"}
+                         "judge_version", "lc_note", "bt_flag", "order_rule", "tie_policy", "lc_method",
+                         "replicates"}
                         | selection.TEXT_ROW_FIELDS)
 
 # A BT interval wider than this spans from a 10:1 underdog to a 10:1 favourite against the same opponent (400
@@ -55,7 +56,7 @@ def base_row(key: str, info: query.ModelInfo, metrics: dict[str, query.MetricVal
               prov: query.Provenance | None) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(FIELDS)
     row.update(model=key, label=info.label, baseline=False, length=finite(info.length), tokens=finite(info.tokens),
-               samples=info.samples)
+               samples=info.samples, seeds=1)
     for name, m in metrics.items():
         row.update({name: finite(m.value), f"{name}_ci_low": finite(m.ci_low), f"{name}_ci_high": finite(m.ci_high),
                     f"{name}_n": m.n})

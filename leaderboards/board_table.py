@@ -45,6 +45,7 @@ def leaderboard_table(board: Leaderboard):
     columns = [
         Column("#", lambda r: text(r["rank"]), "rank"),
         Column("model", lambda r: text(r["label"]) + (" (baseline)" if r["baseline"] else ""), "label", "left"),
+        Column("seeds", lambda r: text(r["seeds"]) if (r.get("seeds") or 1) > 1 else "", "seeds"),
         Column("n", lambda r: text(r["n"]), "n"),
         Column("W/T/L %", wtl, "win_pct"),
         Column("win rate", win_rate, "win_rate"),

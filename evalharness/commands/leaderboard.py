@@ -46,6 +46,8 @@ def leaderboard(
     plot: Optional[Path] = typer.Option(None, help="Also write the plots whose data the store holds into DIR."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples of prompts for the CIs."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    per_seed: bool = typer.Option(False, "--per-seed", help="A row per seed replicate, instead of one row per "
+                                                          "configuration over its seeds."),
     store: Path = STORE,
 ):
     """Rank models by win rate (with SE and bootstrap CI), Bradley-Terry rating and length-controlled win rate.
@@ -63,7 +65,7 @@ def leaderboard(
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
                                 instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
                                 template=template, turn=turn, temperature=temperature, sampling=sampling,
-                                held_out=held_out, bt_games=bt_games)
+                                held_out=held_out, bt_games=bt_games, per_seed=per_seed)
         board = build_leaderboard(store, cfg)
         text = render(leaderboard_table(board), fmt)
         if output is None and fmt == "csv" and sys.stdout.isatty():
