@@ -2,9 +2,11 @@
 KL, perplexity and agility per checkpoint, each difference with its CI, p-value and minimum detectable effect.
 
 A *configuration* is a set of runs whose stored configs are equal apart from ``seed`` (and ``name``, ``out``,
-``log_every``, which say where and how a run was written): its seed replicates. A name on the command line picks one
-judged checkpoint (key, label or unique prefix, as ``--baseline`` does); every other run of its configuration joins
-with its checkpoint at the same step. Both sides are rated against one baseline under one evaluation of one judge
+``log_every``, which say where and how a run was written), ``init_from`` read as its run's configuration
+(``leaderboards.replicates``, which the board groups by too): its seed replicates. A name on the command line picks
+one judged checkpoint (key, label or unique prefix, as ``--baseline`` does) or an experiment's replicated run by its
+own name (``dpo`` for ``dpo-seed0``, ``dpo-seed1``…); every other run of its configuration joins with its checkpoint at
+the same step. Both sides are rated against one baseline under one evaluation of one judge
 (``leaderboards.selection``; several candidates are refused with the list).
 
 Per quantity:
@@ -33,11 +35,10 @@ from typing import Any
 import numpy as np
 
 from evalharness import stats
-from leaderboards import query, selection
+from leaderboards import query, replicates, selection
 from leaderboards.query import LeaderboardError
 
 QUANTITIES = ("win_rate", "gold_reward", "kl", "perplexity", "agility")
-NOT_CONFIGURATION = ("seed", "name", "out", "log_every")
 ORACLE = "oracle"
 
 
@@ -106,30 +107,33 @@ def compare(store: str | Path, a: str, b: str, judge: str | None = None, baselin
     return out
 
 
-def _identity(config: Any) -> str:
-    c = json.loads(config) if isinstance(config, str) and config else (config or {})
-    return json.dumps({k: v for k, v in c.items() if k not in NOT_CONFIGURATION}, sort_keys=True, default=str)
-
-
 def _side(con, name: str, keys: list[str], labels: dict[str, str]) -> Side:
     """The configuration of the checkpoint ``name`` picks: its run's seed replicates judged at the same step."""
-    picked = query.resolve_label(name, keys, labels)
+    try:
+        picked = query.resolve_label(name, keys, labels)
+    except LeaderboardError:
+        picked = replicates.by_group_name(name, keys, labels)
+        if picked is None:
+            raise
     row = con.execute("SELECT r.config, c.step FROM checkpoints c JOIN runs r USING (run_id) "
                       "WHERE c.checkpoint_id = ?", [picked]).fetchone()
     if row is None:  # a plain model, not a run: one replicate
         return Side(labels.get(picked, name), {0: picked})
-    ident, step = _identity(row[0]), row[1]
+    configs = replicates.run_configs(con)
+    ident, step = replicates.identity(row[0], configs.get), row[1]
     members: dict[int, str] = {}
     for ck, config in con.execute("SELECT c.checkpoint_id, r.config FROM checkpoints c JOIN runs r USING (run_id) "
                                   "JOIN (SELECT unnest(?) AS k) w ON w.k = c.checkpoint_id WHERE c.step = ?",
                                   [keys, step]).fetchall():
         c = json.loads(config) if isinstance(config, str) and config else (config or {})
-        if _identity(c) == ident:
+        if replicates.identity(c, configs.get) == ident:
             s = int(c.get("seed", 0))
             if s in members and members[s] != ck and ck != picked:
                 continue  # two runs of one config and seed (re-runs): the named one, else the first
             members[s] = ck
-    return Side(labels.get(picked, name), dict(sorted(members.items())))
+    members = dict(sorted(members.items()))
+    shared = replicates.stem([labels.get(k, k) for k in members.values()], list(members)) if len(members) > 1 else None
+    return Side(shared or labels.get(picked, name), members)
 
 
 def _baseline(pairs: query.PairTable, a: Side, b: Side, spec: str | None, labels: dict[str, str]) -> str:

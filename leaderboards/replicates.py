@@ -92,10 +92,26 @@ def group_name(labels: list[str], seeds: list[int]) -> str:
     >>> group_name(["dpo-seed0", "dpo-seed1"], [0, 1]), group_name(["a", "b"], [0, 1])
     ('dpo', 'a (2 seeds)')
     """
+    return stem(labels, seeds) or f"{labels[0]} ({len(labels)} seeds)"
+
+
+def stem(labels: list[str], seeds: list[int]) -> str | None:
+    """The one name replicates labelled ``<name>-seed<k>`` (each with its own seed k) share; None otherwise."""
     stems = {re.sub(rf"-seed{s}$", "", label) for label, s in zip(labels, seeds)}
     if len(stems) == 1 and all(label.endswith(f"-seed{s}") for label, s in zip(labels, seeds)):
         return stems.pop()
-    return f"{labels[0]} ({len(labels)} seeds)"
+    return None
+
+
+def by_group_name(name: str, keys: list[str], labels: dict[str, str]) -> str | None:
+    """The key of the lowest seed of the replicates labelled ``<name>-seed<k>`` (an experiment's names), or None.
+
+    >>> by_group_name("dpo", ["x", "y", "z"], {"x": "dpo-seed2", "y": "dpo-seed1", "z": "dpo-beta0.1-seed0"})
+    'y'
+    """
+    found = [(int(m.group(1)), k) for k in keys if (m := re.fullmatch(rf"{re.escape(name)}-seed(\d+)",
+                                                                      labels.get(k, k)))]
+    return min(found)[1] if found else None
 
 
 def cell_outcomes(members: list[int], baseline: int, a, b, prompt, y, n_prompts: int) -> np.ndarray:

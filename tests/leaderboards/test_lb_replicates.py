@@ -105,3 +105,19 @@ def test_leaderboard_command_json_and_per_seed(tmp_path):
                               "--store", str(path)])
     assert out.exit_code == 0, out.output
     assert sorted(r["label"] for r in json.loads(out.output)["rows"])[:3] == ["base", "dpo-seed0", "dpo-seed1"]
+
+
+def test_compare_takes_group_names_and_pairs_the_seeds(tmp_path):
+    from evalharness.compare import compare
+
+    c = compare(_store(tmp_path / "s.duckdb"), "dpo", "ipo", resamples=300)
+    # the replicates started from three different SFT runs, one configuration: all three join each side
+    assert c.a.members == {0: "d0", 1: "d1", 2: "d2"} and c.b.members == {0: "i0", 1: "i1", 2: "i2"}
+    assert (c.a.name, c.b.name) == ("dpo", "ipo")
+    win = next(r for r in c.rows if r.quantity == "win_rate")
+    assert win.diff.paired_seeds and win.diff.seeds == (3, 3) and win.diff.prompts == 4
+    assert win.diff.estimate == pytest.approx((0.75 + 0.625 + 1.0) / 3 - 0.25)
+    out = CliRunner().invoke(app, ["compare", "dpo", "ipo", "--store", str(tmp_path / "s.duckdb"),
+                                   "--bootstrap", "200"])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("A = dpo (3 seeds), B = ipo (3 seeds); against base")
