@@ -82,7 +82,8 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
         metrics, _ = query.load_metrics(con, accept=selection.accept(samples, held), records=records)
         evaluation = selection.board_meta(key, pairs.prompt_ids,
                                           selection.samples_per_prompt(con, *query._selection(variant, None, key)),
-                                          selection.metrics_meta(samples, held))
+                                          selection.metrics_meta(samples, held),
+                                          selection.prompt_source(con, pairs.prompt_ids))
         provenance = query.load_provenance(con, pairs.models)
         labels = {k: i.label for k, i in info.items()}
         groups = [] if cfg.per_seed else replicates.find_groups(con, pairs.models, labels)

@@ -256,15 +256,28 @@ ROW_FIELDS = ("template", "prompt_set", "turns", "temperature", "sampling", "kl_
 TEXT_ROW_FIELDS = frozenset({"template", "prompt_set", "turns", "sampling", "kl_from", "held_out"})
 
 
+def prompt_source(con, prompt_ids: list[str]) -> str | None:
+    """What the board's prompts were read from: the content hash of the set's source (its file; for a generated set
+    its generator's parameters) and its split, as loading stamped them (``evalharness.data.prompts.source_of``).
+    Prompts stored before that, or imported, have none: None. Several sources are listed."""
+    rows = con.execute(
+        "SELECT DISTINCT json_extract_string(p.meta, '$.source_hash'), json_extract_string(p.meta, '$.split') "
+        "FROM prompts p JOIN (SELECT unnest(?) AS k) w ON w.k = p.prompt_id ORDER BY 1, 2", [prompt_ids]).fetchall()
+    shown = [h + (f" split {split}" if split else "") for h, split in rows if h]
+    return " + ".join(shown) or None
+
+
 def board_meta(key: EvalKey | None, prompt_ids: list[str], per_prompt: int | None,
-               metrics: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation a board shows, for its meta (``ROW_FIELDS`` of it for every row)."""
+               metrics: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """The evaluation a board shows, for its meta (``ROW_FIELDS`` of it for every row). ``source``: the prompts'
+    (``prompt_source``)."""
     from evalharness.hashing import content_hash
 
     if key is None:
         return dict(metrics)
     f = evalkey.fields(key.sampling)
-    return {"prompt_set": key.prompt_set, "prompts_hash": content_hash(["prompts", sorted(prompt_ids)], 8),
+    return {"prompt_set": key.prompt_set, "prompts_source": source,
+            "prompts_hash": content_hash(["prompts", sorted(prompt_ids)], 8),
             "turns": ",".join(map(str, key.turns)), "sampling": evalkey.describe(key.sampling),
             "sampling_id": evalkey.sampling_id(key.sampling), "temperature": f.get("temperature"),
             "top_p": f.get("top_p"), "max_new_tokens": f.get("max_new_tokens"), "sampling_seed": f.get("seed"),
@@ -277,11 +290,14 @@ def samples_per_prompt(con, selection_sql: str, params: list[Any]) -> int | None
 
 
 def title_suffix(meta: dict[str, Any]) -> str:
-    """`` on synthetic, turn 1, T=0.8, top_p 1, 256 new tokens, seed 0`` (what the board's title adds)."""
+    """`` on synthetic, turn 1, T=0.8, top_p 1, 256 new tokens, seed 0, prompts 1a2b3c4d`` (what the board's title
+    adds; the last part the prompts' source hash and split, where loading recorded them)."""
     parts = [meta["prompt_set"]] if meta.get("prompt_set") else []
     if meta.get("turns"):
         parts.append(("turn " if "," not in meta["turns"] else "turns ") + meta["turns"])
     if meta.get("sampling"):
         parts.append(meta["sampling"])
+    if meta.get("prompts_source"):
+        parts.append(f"prompts {meta['prompts_source']}")
     return (" on " + ", ".join(parts)) if parts else ""
 

@@ -71,6 +71,7 @@ from evalharness.data.prompts import (
 )
 from evalharness.data.readers import Row, kind_of
 from evalharness.data.types import DataError, Prompt
+from evalharness.hashing import content_hash
 
 # ------------------------------------------------------------------------------------------------- benchmarks
 
@@ -255,7 +256,10 @@ def load_synthetic(spec: PromptSetSpec) -> LoadedPrompts:
             raise DataError(f"prompt set {spec.name!r}", None, name, "the synthetic task is generated; it reads no source")
     resolve_columns(spec, ())
     n = 64 if spec.limit is None else spec.limit
-    prompts = [make_prompt("synthetic", None, sid, True, messages=messages) for sid, messages in synthetic.prompts(n)]
+    # no file: the generator's parameters (its seed, items and prompt form) are what the prompts come from
+    generator = content_hash(["prompt-source", "synthetic", 0, synthetic.ITEMS, synthetic.prompt_for("{item}")], 8)
+    prompts = [make_prompt("synthetic", None, sid, True, messages=messages, meta={"source_hash": generator})
+               for sid, messages in synthetic.prompts(n)]
     report = LoadReport(spec.name, "generated", rows_read=n)
     if spec.split is not None:
         report.notes.append(f"split {spec.split!r} not applied: the synthetic prompts are one set")

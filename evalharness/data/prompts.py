@@ -108,8 +108,42 @@ class LoadedPrompts(NamedTuple):
 
 
 def load_prompts(spec: PromptSetSpec) -> LoadedPrompts:
-    """Load ``spec`` through the prompts registry. Unknown names raise ``RegistryError`` with a "did you mean" hint."""
-    return load_registered("prompts", spec, LoadedPrompts)
+    """Load ``spec`` through the prompts registry. Unknown names raise ``RegistryError`` with a "did you mean" hint.
+
+    Every prompt's meta gets the set's ``source_hash`` and ``split`` (``source_of``): a board names the evaluation
+    its prompts came from by them, since one set name may be read from two different files."""
+    loaded = load_registered("prompts", spec, LoadedPrompts)
+    source_hash = source_of(spec, loaded.report)
+    for p in loaded.prompts:
+        if p.meta is not None:
+            p.meta.setdefault("source_hash", source_hash)  # a generated set's loader states its generator's own
+            p.meta.setdefault("split", spec.split)
+    return loaded
+
+
+def source_of(spec: PromptSetSpec, report: LoadReport) -> str:
+    """The content hash of what a set was read from: its file (and its reference answers file), or for a hub copy
+    the dataset and split it names (the hub holds the bytes; their name and split are what a load asks for)."""
+    parts: list[Any] = ["prompt-source"]
+    for path in (spec.path, spec.reference_path):
+        parts.append(None if path is None else file_hash(path))
+    if spec.path is None:
+        parts += [report.source, spec.hub_id, spec.split]
+    return content_hash(parts, 8)
+
+
+def file_hash(path: str) -> str | None:
+    """SHA-256 of a file's bytes (None where it cannot be read: a directory of shards, say)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------------ prompts
