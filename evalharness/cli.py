@@ -126,6 +126,14 @@ def generate(
     reference: Optional[str] = typer.Option(None, help="Reference model for log-probs (default: the run's)."),
     max_prompt_length: int = typer.Option(1024, help="Prompt tokens kept (the last ones)."),
     batch_size: int = typer.Option(16),
+    data_parallel: int = typer.Option(1, help="Engines in worker processes (one GPU each), prompts dealt between "
+                                              "them; the samples are those of one engine."),
+    dtype: Optional[str] = typer.Option(None, help="float32 | bfloat16 | float16 (default: the backend's, float32)."),
+    tensor_parallel_size: Optional[int] = typer.Option(None, help="vllm: GPUs per engine."),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, help="vllm: fraction of GPU memory for the engine, "
+                                                                      "KV cache included."),
+    max_model_len: Optional[int] = typer.Option(None, help="vllm: context length (default 2048, capped at the "
+                                                           "model's)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     store: Path = STORE,
 ):
@@ -144,7 +152,9 @@ def generate(
 
             raise ConfigError(str(e)) from None
         cfg = GenerateConfig(list(checkpoint), prompts, path, limit, n=n, sampling=sampling, backend=backend,
-                             reference=reference, max_prompt_length=max_prompt_length, batch_size=batch_size)
+                             reference=reference, max_prompt_length=max_prompt_length, batch_size=batch_size,
+                             data_parallel=data_parallel, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
         for report in run_generate(cfg, Store(str(store)), progress=progress):
             typer.echo(escape_controls(report.line()))
 

@@ -48,6 +48,12 @@ class GenerateConfig:
     chunk: int = 64  # requests per write: an interruption loses at most this many samples
     score_reference: bool = True
     prompt_list: list[Prompt] | None = None  # the prompts themselves, where no preset loads them (held-out ones)
+    # Engine settings: how samples are computed, not which (none is part of a sample's key).
+    data_parallel: int = 1  # engines in worker processes, the requests dealt between them (one GPU or TP group each)
+    dtype: str | None = None  # None: the backend's own default (float32)
+    tensor_parallel_size: int | None = None  # vllm only: GPUs per engine
+    gpu_memory_utilization: float | None = None  # vllm only: sizes the KV cache (otherwise a fixed 256 MiB)
+    max_model_len: int | None = None  # vllm only: None keeps the backend's 2048, capped at the model's maximum
 
     def __post_init__(self):
         from evalharness import limits
@@ -66,6 +72,54 @@ class GenerateConfig:
             raise ConfigError(f"sampling must be a Sampling, got {self.sampling!r}")
         if self.prompt_style not in ("auto", "chat", "plain"):
             raise ConfigError(f"prompt_style must be auto, chat or plain, got {self.prompt_style!r}")
+        check_engine(self)
+
+
+VLLM_ONLY = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+ENGINE_SETTINGS = ("data_parallel", "dtype", *VLLM_ONLY)  # the same keys in an experiment's [generate]
+
+
+def check_engine(cfg) -> None:
+    """The engine settings of a GenerateConfig or an experiment's [generate]: ranges and names, before anything runs."""
+    from evalharness import limits
+    from evalharness.models import DTYPES
+
+    limits.count("data_parallel", cfg.data_parallel)
+    limits.count("tensor_parallel_size", cfg.tensor_parallel_size, none=True)
+    limits.count("max_model_len", cfg.max_model_len, 2, none=True)
+    if cfg.dtype is not None and cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    u = cfg.gpu_memory_utilization
+    if u is not None and not (isinstance(u, (int, float)) and not isinstance(u, bool) and 0 < u <= 1):
+        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {u!r}")
+
+
+def engine_kwargs(cfg: GenerateConfig, backend: str) -> dict[str, Any]:
+    """What the backend's constructor gets. vLLM-only settings on another backend are refused, not ignored."""
+    kw: dict[str, Any] = {"batch_size": cfg.batch_size}
+    if cfg.dtype is not None:
+        kw["dtype"] = cfg.dtype
+    vllm = {k: getattr(cfg, k) for k in VLLM_ONLY if getattr(cfg, k) is not None}
+    if vllm and backend != "vllm":
+        raise ConfigError(f"{', '.join(vllm)} only apply to the vllm backend, and this generation runs on {backend}")
+    if "gpu_memory_utilization" in vllm:
+        kw["kv_cache_memory_bytes"] = None  # vLLM sizes the cache from the fraction only when no byte count is given
+    return {**kw, **vllm}
+
+
+def open_generator(backend: str, model_path: str, cfg: GenerateConfig, kw: dict[str, Any]):
+    """One engine in this process, or ``cfg.data_parallel`` engines in worker processes behind the same contract."""
+    from evalharness.generation.backends import load_generator
+
+    if cfg.data_parallel == 1:
+        return load_generator(backend, model_path, **kw)
+    import torch
+
+    from evalharness.generation.parallel import ParallelGenerator, device_groups
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = device_groups(cfg.data_parallel, cfg.tensor_parallel_size or 1, gpus)
+    return ParallelGenerator(cfg.data_parallel, backend, model_path, devices, **kw)
 
 
 @dataclass
@@ -170,11 +224,12 @@ def turns_of(prompt: Prompt) -> list[str]:
 
 
 def generate(cfg: GenerateConfig, store: Store, progress: bool = True) -> list[Report]:
-    from evalharness.generation.backends import load_generator, resolve_backend
+    from evalharness.generation.backends import resolve_backend
 
     prompts = load_prompt_set(cfg)  # bad input fails here, before anything is written
     targets = [resolve_target(c, store, cfg.reference) for c in cfg.checkpoints]
     backend = resolve_backend(cfg.backend)
+    engine = engine_kwargs(cfg, backend)
     _store_prompts(store, cfg.prompts, prompts)
     reports = []
     for target in targets:
@@ -182,18 +237,20 @@ def generate(cfg: GenerateConfig, store: Store, progress: bool = True) -> list[R
         start = time.perf_counter()
         generator, tokenizer = None, None
         max_turns = max([len(turns_of(p)) for p in prompts] + [1])
-        for turn in range(1, max_turns + 1):
-            todo = _missing(store, target, prompts, cfg, backend, turn)
-            if not todo:
-                continue
-            if generator is None:
-                from evalharness.models import load_tokenizer
+        try:
+            for turn in range(1, max_turns + 1):
+                todo = _missing(store, target, prompts, cfg, backend, turn)
+                if not todo:
+                    continue
+                if generator is None:
+                    from evalharness.models import load_tokenizer
 
-                tokenizer = load_tokenizer(target.path)
-                generator = load_generator(backend, target.path, batch_size=cfg.batch_size)
-            _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, report, progress)
-        if generator is not None:
-            generator.close()
+                    tokenizer = load_tokenizer(target.path)
+                    generator = open_generator(backend, target.path, cfg, engine)
+                _run_turn(store, target, todo, turn, cfg, backend, generator, tokenizer, report, progress)
+        finally:  # worker processes of a parallel generator must not outlive an interrupted run
+            if generator is not None:
+                generator.close()
         report.seconds = time.perf_counter() - start
         if cfg.score_reference and target.reference:
             report.scored = score_reference(store, target, cfg, progress)

@@ -60,7 +60,7 @@ class Runner(Plan):
 
     def _generate(self) -> dict[str, str]:
         """Sample every policy (and the base model); returns entry name → the spec the judge resolves."""
-        from evalharness.generate import GenerateConfig, generate
+        from evalharness.generate import ENGINE_SETTINGS, GenerateConfig, generate
 
         g = self.exp.generate
         models = {}
@@ -76,7 +76,8 @@ class Runner(Plan):
             models[BASE] = self.exp.base_model
         sampling = self.sampling()
         cfg = GenerateConfig(list(models.values()), g.prompts, g.path, g.limit, n=g.n, sampling=sampling,
-                             backend=g.backend, max_prompt_length=g.max_prompt_length, batch_size=g.batch_size)
+                             backend=g.backend, max_prompt_length=g.max_prompt_length, batch_size=g.batch_size,
+                             **{k: getattr(g, k) for k in ENGINE_SETTINGS})
         for report in generate(cfg, self.store, progress=self.progress):
             self.echo("generate " + report.line())
         return models
@@ -142,6 +143,7 @@ class Runner(Plan):
         for board in boards:
             lines += ([""] if lines else []) + render(leaderboard_table(board), spec.format).splitlines()
         board = boards[0]
+        lines += self.claims(board.meta)
         if spec.plot:
             from leaderboards.plots import write_plots
 
@@ -149,6 +151,18 @@ class Runner(Plan):
             lines += [f"wrote {p}" for p in write_plots(self.store.path, board.rows, plot_dir, board.meta.get("judge"),
                                                         log=self.echo)]
         return lines
+
+    def claims(self, meta: dict[str, Any]) -> list[str]:
+        """The [[claims]] evaluated on the board whose meta is ``meta``, stored, and the lines that say their
+        verdicts."""
+        from evalharness.claim_eval import evaluate_on_board, store_verdicts
+        from leaderboards.claims import render_verdicts
+
+        if not self.exp.claims:
+            return []
+        verdicts = evaluate_on_board(self.store.path, meta, self.exp.claims)
+        store_verdicts(self.store, self.exp.experiment_id, meta, verdicts)
+        return [""] + render_verdicts(verdicts)
 
     def _store_experiment(self, status: str) -> None:
         from evalharness.store_rows import ExperimentRecord

@@ -15,7 +15,8 @@ from evalharness import limits
 from evalharness.config import ConfigError, DataConfig, TrainConfig, bind, check_text
 from evalharness.hashing import content_hash
 
-SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales"}
+SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales",
+            "claims"}
 BASE = "base"
 REFERENCE = "reference"
 PAIR_KINDS = {"pairs": "jsonl", "scored": "scored-samples"}  # kind -> the dataset preset that reads its file
@@ -148,8 +149,15 @@ class GenerateSpec:
     batch_size: int = 16
     base: bool = True  # sample the starting model too: the usual baseline
     every_checkpoint: bool = False  # also sample each run's saved intermediate checkpoints (a frontier over training)
+    # Engine settings, as generate's flags (GenerateConfig): how the samples are computed, not which.
+    data_parallel: int = 1
+    dtype: str | None = None
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
 
     def __post_init__(self):
+        from evalharness.generate import check_engine
         from evalharness.generation.base import parse_temperature
 
         self.limit = limit_setting(self.limit)
@@ -158,6 +166,7 @@ class GenerateSpec:
         limits.count("n (samples per prompt)", self.n)  # 0 would sample nothing and judge nothing, silently
         limits.count("batch_size", self.batch_size)
         _check_sampling(self, self.top_p)
+        check_engine(self)
 
 
 @dataclass
@@ -248,6 +257,9 @@ class Experiment:
     leaderboard: LeaderboardSpec
     base_model: str
     raw: dict[str, Any]
+    # [[claims]] (leaderboards.claims.Claim), evaluated on the board after a run; not part of the experiment's id,
+    # so adding or editing a claim re-evaluates it without re-running anything
+    claims: list[Any] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
