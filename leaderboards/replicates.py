@@ -91,16 +91,18 @@ def group_name(labels: list[str], seeds: list[int]) -> str:
 
     >>> group_name(["dpo-seed0", "dpo-seed1"], [0, 1]), group_name(["a", "b"], [0, 1])
     ('dpo', 'a (2 seeds)')
+    >>> group_name(["dpo-seed0:200", "dpo-seed1:200"], [0, 1])  # a run's checkpoint: RUN:STEP
+    'dpo:200'
     """
     return stem(labels, seeds) or f"{labels[0]} ({len(labels)} seeds)"
 
 
 def stem(labels: list[str], seeds: list[int]) -> str | None:
-    """The one name replicates labelled ``<name>-seed<k>`` (each with its own seed k) share; None otherwise."""
-    stems = {re.sub(rf"-seed{s}$", "", label) for label, s in zip(labels, seeds)}
-    if len(stems) == 1 and all(label.endswith(f"-seed{s}") for label, s in zip(labels, seeds)):
-        return stems.pop()
-    return None
+    """The one name replicates labelled ``<name>-seed<k>`` (each with its own seed k; a checkpoint's ``:STEP`` or
+    ``@STEP`` after it) share; None otherwise."""
+    found = [re.fullmatch(rf"(.*)-seed{s}((?:[:@]\d+)?)", str(label)) for label, s in zip(labels, seeds)]
+    names = {m.group(1) + m.group(2) for m in found if m}
+    return names.pop() if len(names) == 1 and all(found) else None
 
 
 def by_group_name(name: str, keys: list[str], labels: dict[str, str]) -> str | None:
@@ -109,8 +111,8 @@ def by_group_name(name: str, keys: list[str], labels: dict[str, str]) -> str | N
     >>> by_group_name("dpo", ["x", "y", "z"], {"x": "dpo-seed2", "y": "dpo-seed1", "z": "dpo-beta0.1-seed0"})
     'y'
     """
-    found = [(int(m.group(1)), k) for k in keys if (m := re.fullmatch(rf"{re.escape(name)}-seed(\d+)",
-                                                                      labels.get(k, k)))]
+    found = [(int(m.group(1)), k) for k in keys
+             if (m := re.fullmatch(rf"{re.escape(name)}-seed(\d+)(?:[:@]\d+)?", labels.get(k, k)))]
     return min(found)[1] if found else None
 
 
@@ -161,7 +163,8 @@ def _group_row(g: Group, members: list[dict[str, Any]], cells: np.ndarray, n_res
                level: float) -> dict[str, Any]:
     row = dict(members[0])
     keys = list(g.members.values())
-    row.update(model=g.name, label=g.name, seeds=len(keys), replicates=",".join(keys), run=g.name,
+    run = stem([m["run"] for m in members], list(g.members)) if all(m["run"] for m in members) else None
+    row.update(model=g.name, label=g.name, seeds=len(keys), replicates=",".join(keys), run=run or members[0]["run"],
                lc_win_rate=None, lc_win_rate_se=None, lc_note=None, bt=None, bt_ci_low=None,
                bt_ci_high=None, bt_flag=None, win_rate_se=None, win_rate=None, win_rate_ci_low=None,
                win_rate_ci_high=None)

@@ -27,7 +27,8 @@ def _store(path):
     spec = {1: WIN, 0.5: TIE, 0: LOSS}
     pairs = [(p, f"{c}{s}", "base", *spec[o]) for c, seeds in OUTCOMES.items() for s, row in enumerate(seeds)
              for p, o in zip(PROMPTS, row)]
-    labels = {f"{c}{s}": f"{LOSSES[c]}-seed{s}" for c in OUTCOMES for s in range(3)}
+    # ipo's labels as `run` gives a run's checkpoints (RUN:STEP), dpo's as an experiment's entry names
+    labels = {f"{c}{s}": f"{LOSSES[c]}-seed{s}" + (":10" if c == "i" else "") for c in OUTCOMES for s in range(3)}
     store = make_store(path, pairs, labels=labels)
     for s in range(3):  # each replicate starts from the SFT run of its own seed: other run ids, one configuration
         store.upsert_run(dict(run_id=f"sft-r{s}", name=f"sft-seed{s}", loss="sft", params={}, base_model="tiny-llama",
@@ -54,8 +55,9 @@ def _board(path, **kw):
 def test_replicates_are_one_row_whose_win_rate_is_the_mean_of_the_seeds(tmp_path):
     board = _board(_store(tmp_path / "s.duckdb"))
     rows = {r["label"]: r for r in board.rows}
-    assert set(rows) == {"dpo", "ipo", "base"}
-    dpo, ipo = rows["dpo"], rows["ipo"]
+    assert set(rows) == {"dpo", "ipo:10", "base"}
+    dpo, ipo = rows["dpo"], rows["ipo:10"]
+    assert (dpo["run"], ipo["run"], ipo["step"]) == ("dpo", "ipo", 10)
     assert dpo["seeds"] == 3 and ipo["seeds"] == 3 and rows["base"]["seeds"] == 1
     assert dpo["win_rate"] == pytest.approx(100 * (0.75 + 0.625 + 1.0) / 3)  # 79.1666…
     assert ipo["win_rate"] == pytest.approx(100 * (0.25 + 0.5 + 0.0) / 3)  # 25
@@ -68,7 +70,7 @@ def test_replicates_are_one_row_whose_win_rate_is_the_mean_of_the_seeds(tmp_path
     assert dpo["win_rate_ci_low"] < dpo["win_rate"] < dpo["win_rate_ci_high"]
     assert dpo["kl"] == pytest.approx(0.2) and dpo["kl_ci_low"] <= 0.2 <= dpo["kl_ci_high"] and ipo["kl"] == 0.5
     assert dpo["bt"] is None and dpo["lc_win_rate"] is None  # fitted per checkpoint: on the per-seed rows
-    assert [r["label"] for r in board.rows] == ["dpo", "ipo", "base"] and dpo["rank"] == 1
+    assert [r["label"] for r in board.rows] == ["dpo", "ipo:10", "base"] and dpo["rank"] == 1
     assert any("two-level bootstrap resampling seeds and prompts" in n for n in board.meta["notes"])
 
 
@@ -78,7 +80,7 @@ def test_per_seed_shows_each_replicate_as_before(tmp_path):
     assert len(rows) == 7 and all(r["seeds"] == 1 for r in rows.values())
     for c, loss in LOSSES.items():
         for s, outcomes in enumerate(OUTCOMES[c]):
-            assert rows[f"{loss}-seed{s}"]["win_rate"] == pytest.approx(100 * np.mean(outcomes))
+            assert rows[f"{loss}-seed{s}" + (":10" if c == "i" else "")]["win_rate"] == pytest.approx(100 * np.mean(outcomes))
     text = render(leaderboard_table(_board(path)), "table")
     assert "seeds" in text and "dpo-seed1" not in text
 
@@ -113,11 +115,11 @@ def test_compare_takes_group_names_and_pairs_the_seeds(tmp_path):
     c = compare(_store(tmp_path / "s.duckdb"), "dpo", "ipo", resamples=300)
     # the replicates started from three different SFT runs, one configuration: all three join each side
     assert c.a.members == {0: "d0", 1: "d1", 2: "d2"} and c.b.members == {0: "i0", 1: "i1", 2: "i2"}
-    assert (c.a.name, c.b.name) == ("dpo", "ipo")
+    assert (c.a.name, c.b.name) == ("dpo", "ipo:10")
     win = next(r for r in c.rows if r.quantity == "win_rate")
     assert win.diff.paired_seeds and win.diff.seeds == (3, 3) and win.diff.prompts == 4
     assert win.diff.estimate == pytest.approx((0.75 + 0.625 + 1.0) / 3 - 0.25)
     out = CliRunner().invoke(app, ["compare", "dpo", "ipo", "--store", str(tmp_path / "s.duckdb"),
                                    "--bootstrap", "200"])
     assert out.exit_code == 0, out.output
-    assert out.output.startswith("A = dpo (3 seeds), B = ipo (3 seeds); against base")
+    assert out.output.startswith("A = dpo (3 seeds), B = ipo:10 (3 seeds); against base")
