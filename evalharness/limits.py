@@ -25,6 +25,14 @@ DEFAULT_MAX_TEXT_CHARS = 1_000_000
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed; numpy's take any non-negative one
 MAX_BOOTSTRAP = 1_000_000  # more resamples change a CI's digits past what any table shows and take minutes
+# The synthetic task is generated in memory, about 1 kB and 0.1 ms an example: a million is a gigabyte and minutes,
+# far above any sweep here (512 by default); a --limit of 1e20 would grow the process until the machine ran out.
+MAX_GENERATED_EXAMPLES = 1_000_000
+
+
+def generated(name: str, n: Any) -> None:
+    """The size of a generated set (its ``limit``), bounded by ``MAX_GENERATED_EXAMPLES``."""
+    count(name, n, 1, MAX_GENERATED_EXAMPLES)
 
 
 def max_text_chars() -> int:

@@ -276,7 +276,10 @@ def _synthetic(spec: DatasetSpec, make: Callable[[int], list], default_n: int) -
         if getattr(spec, name) is not None:
             raise DataError(f"dataset {spec.name!r}", None, name, "the synthetic task is generated; it reads no source")
     resolve_columns(spec, ())
+    from evalharness import limits
+
     n = default_n if spec.limit is None else spec.limit
+    limits.generated(f"dataset {spec.name!r}: limit (the number of examples generated)", n)
     examples = make(n)
     report = LoadReport(spec.name, "generated", rows_read=n, examples=len(examples))
     if spec.split is not None:

@@ -249,6 +249,7 @@ def load_hh_rlhf(spec: PromptSetSpec) -> LoadedPrompts:
 
 
 def load_synthetic(spec: PromptSetSpec) -> LoadedPrompts:
+    from evalharness import limits
     from evalharness.data import synthetic
 
     for name in ("path", "hub_id", "reference_path"):
@@ -256,6 +257,7 @@ def load_synthetic(spec: PromptSetSpec) -> LoadedPrompts:
             raise DataError(f"prompt set {spec.name!r}", None, name, "the synthetic task is generated; it reads no source")
     resolve_columns(spec, ())
     n = 64 if spec.limit is None else spec.limit
+    limits.generated(f"prompt set {spec.name!r}: limit (the number of prompts generated)", n)
     # no file: the generator's parameters (its seed, items and prompt form) are what the prompts come from
     generator = content_hash(["prompt-source", "synthetic", 0, synthetic.ITEMS, synthetic.prompt_for("{item}")], 8)
     prompts = [make_prompt("synthetic", None, sid, True, messages=messages, meta={"source_hash": generator})

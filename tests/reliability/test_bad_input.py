@@ -170,6 +170,10 @@ def test_generate_on_a_damaged_prompt_file_is_one_line_exit_2_and_writes_nothing
     (["train", "--loss", "dpo", "--limit", "-1", "--max-steps", "1"], "limit must be a positive integer"),
     (["generate", "-c", "tiny-llama", "--limit", "-1"], "limit must be an integer >= 1"),
     (["generate", "-c", "tiny-llama", "--temperature", "-0.5"], "temperature must be > 0"),
+    # the synthetic task is generated in memory: a limit of 1e20 would grow the process until the machine gave out
+    (["eval", "-c", "tiny-llama", "--limit", "99999999999999999999"], "limit (the number of examples generated) "
+                                                                       "must be an integer in [1, 1000000]"),
+    (["generate", "-c", "tiny-llama", "--limit", "99999999999999999999"], "limit (the number of prompts generated)"),
     (["judge", "--judge", "oracle", "--models", "a", "--baseline", "b", "--samples", "0"], "must be at least 1"),
 ])
 def test_out_of_range_flags_are_one_line_exit_2_and_write_nothing(tmp_path, args, message):
