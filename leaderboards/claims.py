@@ -79,6 +79,8 @@ from evalharness.config import ConfigError
 from leaderboards import frontier
 
 RELATIONS = ("higher", "lower", "dominates", "below_fraction")
+QUANTITIES = ("win_rate", "gold_reward", "kl", "perplexity", "agility", "margin", "accuracy")
+TRAIN = "train:"  # train:NAME, a training metric the loop logs (train:grad_norm)
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 FIELDS = ("text", "quantity", "a", "b", "relation", "margin", "matched", "given", "within", "frontier", "fraction")
 # Spellings a reader may reach for; refused with the supported one, not as typos.
@@ -205,11 +207,23 @@ def parse_claim(c: dict[str, Any], where: str) -> Claim:
     for q in (matched, given):
         if q is not None and q == quantity:
             raise ClaimError(f"{where}: the condition names the claim's own quantity {q!r}")
+    for key, q in (("quantity", quantity if relation != "dominates" or "quantity" in c else None),
+                   ("matched", matched), ("given", given), *(("frontier", f) for f in frontier or ())):
+        if q is not None:
+            _check_quantity(q, key, where)
     text = c.get("text", f"{a}'s {quantity} is {relation.replace('_', ' ')} " + (f"{fraction} of " if fraction else "")
                  + f"{'than ' if relation in ('higher', 'lower') else ''}{b}'s")
     if not isinstance(text, str):
         raise ClaimError(f"{where}: text must be a string")
     return Claim(text, quantity, a, b, relation, margin, matched, given, within, frontier, fraction)
+
+
+def _check_quantity(q: str, key: str, where: str) -> None:
+    if q in QUANTITIES or (q.startswith(TRAIN) and len(q) > len(TRAIN)):
+        return
+    close = difflib.get_close_matches(q, QUANTITIES, n=1)
+    raise ClaimError(f"{where}: {key} {q!r} is not a measured quantity" + (f"; did you mean {close[0]!r}?" if close
+                     else f" ({', '.join(QUANTITIES)} or {TRAIN}NAME)"))
 
 
 @dataclass(frozen=True)
@@ -374,17 +388,18 @@ def evaluate_claims(claims: Sequence[Claim], measure: Callable[[Claim], Measurem
     return out
 
 
-def render_verdicts(verdicts: Sequence[Verdict], level: float = 0.95) -> list[str]:
-    """The lines printed after a board: one per claim, its verdict first."""
+def render_verdicts(verdicts: Sequence[Verdict | dict[str, Any]], level: float = 0.95) -> list[str]:
+    """The lines printed after a board: one per claim, its verdict first (``Verdict``s or their ``as_dict``)."""
     if not verdicts:
         return []
     pct = int(round(level * 100))
     lines = [f"claims ({pct}% CI of the effect; p two-sided; Holm over the claims measured):"]
+    f = lambda x: "-" if x is None or not math.isfinite(x) else f"{x:+.4g}"  # noqa: E731
     for v in verdicts:
-        f = lambda x: "-" if not math.isfinite(x) else f"{x:+.4g}"  # noqa: E731
-        line = f"  {v.verdict:<12} {v.claim.text}"
-        if math.isfinite(v.difference):
-            line += (f": effect {f(v.difference)} [{f(v.ci_low)}, {f(v.ci_high)}], p {v.p_value:.3g}, "
-                     f"p Holm {v.p_adjusted:.3g}")
-        lines.append(line + (f" ({v.note})" if v.note else ""))
+        d = v.as_dict() if isinstance(v, Verdict) else v
+        line = f"  {d['verdict']:<12} {d['text']}"
+        if d["difference"] is not None:
+            line += (f": effect {f(d['difference'])} [{f(d['ci_low'])}, {f(d['ci_high'])}], p {d['p_value']:.3g}, "
+                     f"p Holm {d['p_adjusted']:.3g}")
+        lines.append(line + (f" ({d['note']})" if d.get("note") else ""))
     return lines

@@ -44,6 +44,10 @@ def leaderboard(
     fmt: str = typer.Option("table", "--format", help="table | md | csv | json | html."),
     output: Optional[Path] = typer.Option(None, help="Write here instead of stdout."),
     plot: Optional[Path] = typer.Option(None, help="Also write the plots whose data the store holds into DIR."),
+    claims: Optional[Path] = typer.Option(None, "--claims", help="Evaluate this TOML's [[claims]] on the board "
+                                                                 "(default: the stored verdicts of the experiments "
+                                                                 "whose runs are on it); shown after a table or md "
+                                                                 "board, under claims in json."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples of prompts for the CIs."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     per_seed: bool = typer.Option(False, "--per-seed", help="A row per seed replicate, instead of one row per "
@@ -66,8 +70,10 @@ def leaderboard(
                                 instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
                                 template=template, turn=turn, temperature=temperature, sampling=sampling,
                                 held_out=held_out, bt_games=bt_games, per_seed=per_seed)
+        declared = _declared_claims(claims)
         board = build_leaderboard(store, cfg)
-        text = render(leaderboard_table(board), fmt)
+        text = _with_claims(render(leaderboard_table(board), fmt), fmt, _claims_of(store, board, declared, bootstrap,
+                                                                                   seed))
         if output is None and fmt == "csv" and sys.stdout.isatty():
             from evalharness.textsafe import escape_lines
 
@@ -97,3 +103,39 @@ def _check_flags(output: Path | None, plot: Path | None, bootstrap: int, seed: i
         raise ConfigError(f"--plot {plot}: is a file; give a directory for the plots")
     limits.count("--bootstrap", bootstrap, 0, limits.MAX_BOOTSTRAP)
     limits.seed("--seed", seed)
+
+
+def _declared_claims(path: Path | None) -> list | None:
+    """The [[claims]] of ``--claims`` (an experiment file or a file of claims alone), refused before any work."""
+    from evalharness.config import ConfigError, load_toml
+    from leaderboards.claims import parse_claims
+
+    if path is None:
+        return None
+    found = parse_claims(load_toml(path), str(path))
+    if not found:
+        raise ConfigError(f"--claims {path}: the file declares no [[claims]]")
+    return found
+
+
+def _claims_of(store: Path, board, declared: list | None, bootstrap: int, seed: int) -> list[dict]:
+    from evalharness.claim_eval import evaluate_on_board, stored_for_board
+
+    if declared is None:
+        return stored_for_board(str(store), board.meta, [r["model"] for r in board.rows])
+    return [v.as_dict() for v in evaluate_on_board(str(store), board.meta, declared, max(bootstrap, 200), seed)]
+
+
+def _with_claims(text: str, fmt: str, found: list[dict]) -> str:
+    """The board's text with its claims: a ``claims`` list in JSON (always there), lines after a table or md."""
+    import json
+
+    from evalharness.textsafe import escape_json
+    from leaderboards.claims import render_verdicts
+
+    if fmt == "json":
+        return escape_json(json.dumps({**json.loads(text), "claims": found}, indent=2, ensure_ascii=False,
+                                      default=str)) + "\n"
+    if fmt in ("table", "md") and found:
+        return text + "\n" + "\n".join(render_verdicts(found)) + "\n"
+    return text

@@ -125,9 +125,31 @@ def parse_experiment(raw: dict[str, Any], source: str = "experiment", overrides:
         if ref.startswith("@") and pair_kinds[ref[1:]] == "scored" and r.reward_model:
             raise ConfigError(f"{source}: run {r.name!r} trains a reward model on scored samples {ref!r}")
     base_model = runs[0].config.model if not runs[0].config.init_from else str(defaults.get("model", "tiny-llama"))
-    exp = Experiment(name, source, runs, pairs, gen, ev, judge, board, base_model, raw)
+    claims = _claims(raw, source, runs)
+    exp = Experiment(name, source, runs, pairs, gen, ev, judge, board, base_model, raw, claims=claims)
     _validate_runs(exp)
     return exp
+
+
+def _claims(raw: dict[str, Any], source: str, runs: list[RunEntry]) -> list:
+    """The [[claims]], each naming configurations of this experiment: a policy run (its seed replicates together)
+    or, in the matched and frontier forms, a grid's runs."""
+    from evalharness.claim_eval import grid, groups
+    from leaderboards.claims import ClaimError, parse_claims
+
+    claims = parse_claims(raw, source)
+    found = groups({r.name: r.name for r in runs if not r.reward_model})
+    for i, c in enumerate(claims):
+        for name in (c.a, c.b):
+            configs = grid(name, found)
+            where = f"{source}: claims[{i}] ({c.text!r})"
+            if not configs:
+                raise ClaimError(f"{where}: {name!r} is not a policy run of this experiment (runs: "
+                                 f"{', '.join(sorted(found))})")
+            if configs != [name] and c.form not in ("matched", "frontier"):
+                raise ClaimError(f"{where}: {name!r} names a grid ({', '.join(configs)}); a {c.form} claim compares "
+                                 "one configuration a side (name one, or use matched = QUANTITY)")
+    return claims
 
 
 def _check_name(what: str, name: str, source: str, tip: str = "") -> None:

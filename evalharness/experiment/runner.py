@@ -143,6 +143,7 @@ class Runner(Plan):
         for board in boards:
             lines += ([""] if lines else []) + render(leaderboard_table(board), spec.format).splitlines()
         board = boards[0]
+        lines += self.claims(board.meta)
         if spec.plot:
             from leaderboards.plots import write_plots
 
@@ -150,6 +151,18 @@ class Runner(Plan):
             lines += [f"wrote {p}" for p in write_plots(self.store.path, board.rows, plot_dir, board.meta.get("judge"),
                                                         log=self.echo)]
         return lines
+
+    def claims(self, meta: dict[str, Any]) -> list[str]:
+        """The [[claims]] evaluated on the board whose meta is ``meta``, stored, and the lines that say their
+        verdicts."""
+        from evalharness.claim_eval import evaluate_on_board, store_verdicts
+        from leaderboards.claims import render_verdicts
+
+        if not self.exp.claims:
+            return []
+        verdicts = evaluate_on_board(self.store.path, meta, self.exp.claims)
+        store_verdicts(self.store, self.exp.experiment_id, meta, verdicts)
+        return [""] + render_verdicts(verdicts)
 
     def _store_experiment(self, status: str) -> None:
         from evalharness.store_rows import ExperimentRecord

@@ -15,7 +15,8 @@ from evalharness import limits
 from evalharness.config import ConfigError, DataConfig, TrainConfig, bind, check_text
 from evalharness.hashing import content_hash
 
-SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales"}
+SECTIONS = {"name", "defaults", "runs", "pairs", "generate", "eval", "judge", "leaderboard", "description", "scales",
+            "claims"}
 BASE = "base"
 REFERENCE = "reference"
 PAIR_KINDS = {"pairs": "jsonl", "scored": "scored-samples"}  # kind -> the dataset preset that reads its file
@@ -256,6 +257,9 @@ class Experiment:
     leaderboard: LeaderboardSpec
     base_model: str
     raw: dict[str, Any]
+    # [[claims]] (leaderboards.claims.Claim), evaluated on the board after a run; not part of the experiment's id,
+    # so adding or editing a claim re-evaluates it without re-running anything
+    claims: list[Any] = field(default_factory=list)
 
     @property
     def experiment_id(self) -> str:
