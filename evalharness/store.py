@@ -177,6 +177,11 @@ class Store:
                     "ORDER BY created_at", [ref, ref]).fetchall()
             if not rows and re.fullmatch(r"[0-9a-f]+", ref):
                 rows = con.execute("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", [ref + "%"]).fetchall()
+            if not rows:  # an experiment's replicated run (<name>-seed<k>): one command needs one of them
+                rows = [r for r in con.execute("SELECT * FROM runs WHERE starts_with(name, ?) ORDER BY created_at",
+                                               [ref + "-seed"]).fetchall()
+                        if re.fullmatch(rf"{re.escape(ref)}-seed\d+", r[cols.index("name")])]
+                rows = rows if len(rows) > 1 else []
             if len(rows) > 1:
                 from evalharness.config import ConfigError
 

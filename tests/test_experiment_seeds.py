@@ -74,3 +74,21 @@ def test_dry_run_lists_the_replicates(tmp_path):
     assert "sft-seed0" in result.output and "sft-seed1" in result.output
     assert "seed 1 of sft" in result.output
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_a_replicated_runs_own_name_lists_its_replicates(tmp_path):
+    # `-c dpo` on a store where dpo ran as dpo-seed0 and dpo-seed1: one command needs one run, so it is refused with
+    # both named, never read as a model name or hub id
+    from evalharness.store import Store
+
+    store = Store(str(tmp_path / "s.duckdb"))
+    for s in (0, 1):
+        store.upsert_run(dict(run_id=f"{s}abc", name=f"dpo-seed{s}", loss="dpo", params={}, base_model="tiny-llama",
+                              init_from=None, data={}, config={"seed": s}, code_version="0", status="finished",
+                              out_dir=f"runs/dpo-seed{s}", final_step=2))
+    store.upsert_run(dict(run_id="2abc", name="dpo-seedling", loss="dpo", params={}, base_model="tiny-llama",
+                          init_from=None, data={}, config={}, code_version="0", status="finished",
+                          out_dir="runs/x", final_step=2))
+    with pytest.raises(ConfigError, match=r"'dpo' names 2 runs: 0abc \(dpo-seed0.*1abc \(dpo-seed1"):
+        store.get_run("dpo")
+    assert store.get_run("dpo-seed1")["run_id"] == "1abc" and store.get_run("dp") is None
