@@ -1,13 +1,14 @@
 """Leaderboard plots (matplotlib, Agg backend, PNG). Each returns the path it wrote, or None after saying why not.
 
-- ``plot_ppl_vs_agility``: perplexity (log scale) against agility, one marker per checkpoint, coloured by loss
-  (seed 000 Fig. 4).
+Every point carries its interval on both axes, one line per method (loss) across its β grid; the numbers come from
+``leaderboards.plot_data`` (what the tests check), so a reader sees at a glance which differences are real.
+
+- ``plot_ppl_vs_agility``: perplexity (log scale) against agility with their CIs, coloured by loss (seed 000 Fig. 4).
 - ``plot_reward_vs_kl``: reward (the board's own judge's mean score: the gold reward on an oracle board) against KL
-  to the reference over checkpoints, one line per run in step order (seed 004 Fig. 2); both from the board's
-  evaluation.
-- ``plot_kl_vs_win_rate``: win rate with its CI against KL, one line per run, and the Pareto frontier over all
-  checkpoints (seed 003 Fig. 4b).
-- ``plot_training_curves``: ``train_metrics`` per run, one panel per metric.
+  to the reference (seed 004 Fig. 2), both with CIs.
+- ``plot_kl_vs_win_rate``: win rate against KL with CIs, and the Pareto frontier over all points (seed 003 Fig. 4b).
+- ``plot_training_curves``: ``train_metrics``, one panel per metric; seed replicates (``<run>-seed<k>``) as one
+  curve, the mean, with a band from the lowest to the highest seed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness import evalkey
+from leaderboards import plot_data
 
 Log = Callable[[str], None]
 
@@ -58,20 +60,30 @@ def _run(row: dict[str, Any]) -> str:
     return str(row.get("label") or row.get("model"))
 
 
+def _errorbars(ax, by_method: dict[str, list[dict[str, Any]]], line: bool = True) -> None:
+    for name, pts in by_method.items():
+        xerr = [[max(0.0, p["x"] - p["x_lo"]) for p in pts], [max(0.0, p["x_hi"] - p["x"]) for p in pts]]
+        yerr = [[max(0.0, p["y"] - p["y_lo"]) for p in pts], [max(0.0, p["y_hi"] - p["y"]) for p in pts]]
+        ax.errorbar([p["x"] for p in pts], [p["y"] for p in pts], xerr=xerr, yerr=yerr, marker="o", capsize=3,
+                    ls="-" if line else "none", label=name)
+        for p in pts:
+            if p["beta"] is not None:
+                ax.annotate(f"β={p['beta']:g}", (p["x"], p["y"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+
+
 def plot_ppl_vs_agility(rows: list[dict[str, Any]], path: Path | str, log: Log = _stderr) -> Path | None:
     """Rows with both ``perplexity`` and ``agility`` (leaderboard rows); grouped by loss (method)."""
-    points = [r for r in rows if r.get("perplexity") is not None and r.get("agility") is not None]
-    if not points:
+    by_method = plot_data.series(rows, "agility", "perplexity")
+    if not by_method:
         log("skipped ppl-vs-agility: no checkpoint has both perplexity and agility (run `evalharness eval`)")
         return None
     plt, (fig, ax) = _figure()
-    for group in sorted({_group(r) for r in points}):
-        sel = [r for r in points if _group(r) == group]
-        ax.scatter([r["agility"] for r in sel], [r["perplexity"] for r in sel], label=group, s=36)
+    _errorbars(ax, by_method, line=False)
     ax.set_yscale("log")
     ax.set_xlabel("agility  mean(f+ − f−)")
     ax.set_ylabel("perplexity (log scale)")
-    ax.set_title("Perplexity vs agility")
+    ax.set_title("Perplexity vs agility (95% CIs)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -79,18 +91,16 @@ def plot_ppl_vs_agility(rows: list[dict[str, Any]], path: Path | str, log: Log =
 
 def plot_reward_vs_kl(points: list[dict[str, Any]], path: Path | str, reward_name: str = "reward",
                       log: Log = _stderr) -> Path | None:
-    """``points``: dicts with ``kl``, ``reward`` and a run name (``run``) and ``step`` to draw each run in order."""
-    points = [p for p in points if p.get("kl") is not None and p.get("reward") is not None]
-    if not points:
+    """``points``: rows with ``kl`` and ``reward`` (and their CIs: ``reward_points``); one line per method."""
+    by_method = plot_data.series(points, "kl", "reward")
+    if not by_method:
         log(f"skipped reward-vs-kl: no checkpoint has both a KL metric and {reward_name} scores")
         return None
     plt, (fig, ax) = _figure()
-    for run in sorted({_run(p) for p in points}):
-        sel = sorted((p for p in points if _run(p) == run), key=lambda p: (p.get("step") or 0, p["kl"]))
-        ax.plot([p["kl"] for p in sel], [p["reward"] for p in sel], marker="o", label=run)
+    _errorbars(ax, by_method)
     ax.set_xlabel("KL(π ‖ π_ref)")
     ax.set_ylabel(reward_name)
-    ax.set_title(f"{reward_name} vs KL")
+    ax.set_title(f"{reward_name} vs KL (95% CIs)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -112,25 +122,19 @@ def pareto_front(xs: list[float], ys: list[float]) -> list[int]:
 
 
 def plot_kl_vs_win_rate(rows: list[dict[str, Any]], path: Path | str, log: Log = _stderr) -> Path | None:
-    """Leaderboard rows with ``kl`` and ``win_rate`` (and its CI); one line per run, the frontier dashed."""
-    points = [r for r in rows if r.get("kl") is not None and r.get("win_rate") is not None]
-    if not points:
+    """Leaderboard rows with ``kl`` and ``win_rate`` (and their CIs); one line per method, the frontier dashed."""
+    by_method = plot_data.series(rows, "kl", "win_rate")
+    if not by_method:
         log("skipped kl-vs-win-rate: no checkpoint has both a KL metric and a win rate")
         return None
     plt, (fig, ax) = _figure()
-    for group in sorted({_run(r) for r in points}):
-        sel = sorted((r for r in points if _run(r) == group), key=lambda r: (r.get("step") or 0, r["kl"]))
-        err = None
-        if all(r.get("win_rate_ci_low") is not None for r in sel):
-            err = [[r["win_rate"] - r["win_rate_ci_low"] for r in sel],
-                   [r["win_rate_ci_high"] - r["win_rate"] for r in sel]]
-        ax.errorbar([r["kl"] for r in sel], [r["win_rate"] for r in sel], yerr=err, marker="o", capsize=3,
-                    label=group)
-    front = pareto_front([r["kl"] for r in points], [r["win_rate"] for r in points])
-    ax.plot([points[i]["kl"] for i in front], [points[i]["win_rate"] for i in front], "k--", lw=1, label="frontier")
+    _errorbars(ax, by_method)
+    points = [p for pts in by_method.values() for p in pts]
+    front = pareto_front([p["x"] for p in points], [p["y"] for p in points])
+    ax.plot([points[i]["x"] for i in front], [points[i]["y"] for i in front], "k--", lw=1, label="frontier")
     ax.set_xlabel("KL(π ‖ π_ref)")
     ax.set_ylabel("win rate (%)")
-    ax.set_title("KL vs win rate")
+    ax.set_title("KL vs win rate (95% CIs)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -139,25 +143,27 @@ def plot_kl_vs_win_rate(rows: list[dict[str, Any]], path: Path | str, log: Log =
 def plot_training_curves(metrics: list[tuple[str, int, str, float]], path: Path | str,
                          log: Log = _stderr) -> Path | None:
     """``metrics``: (run name, step, metric name, value) rows from ``train_metrics``; the panels are the loop's usual
-    metrics that are present (``TRAINING_PANELS``), else the first six names."""
+    metrics that are present (``TRAINING_PANELS``), else the first six names; seed replicates as one banded curve."""
     if not metrics:
         log("skipped training curves: no train_metrics in the store")
         return None
-    names = sorted({m[2] for m in metrics})
-    panels = [n for n in TRAINING_PANELS if n in names] or names[:6]
+    bands = plot_data.curve_bands(metrics)
+    panels = [n for n in TRAINING_PANELS if n in bands] or sorted(bands)[:6]
     import math
 
     cols = min(3, len(panels))
     rows_n = math.ceil(len(panels) / cols)
     plt, (fig, axes) = _figure(4.2 * cols, 3.2 * rows_n)
     fig.clf()
-    runs = sorted({m[0] for m in metrics})
     for k, name in enumerate(panels):
         ax = fig.add_subplot(rows_n, cols, k + 1)
-        for run in runs:
-            pts = sorted((s, v) for r, s, n, v in metrics if r == run and n == name)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=run, lw=1.2)
+        for curve, pts in bands[name].items():
+            seeds = max(p[4] for p in pts)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2,
+                              label=curve + (f" ({seeds} seeds)" if seeds > 1 else ""))
+            if seeds > 1:
+                ax.fill_between([p[0] for p in pts], [p[2] for p in pts], [p[3] for p in pts], alpha=0.2,
+                                color=line.get_color(), lw=0)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -171,14 +177,15 @@ def plot_training_curves(metrics: list[tuple[str, int, str, float]], path: Path 
 
 def reward_points(con, rows: list[dict[str, Any]], judge: str | dict[str, Any] | None = None,
                   ) -> tuple[list[dict[str, Any]], str]:
-    """Per checkpoint of ``rows``: its KL (from the row) and the mean pointwise score (``scores``) that the board's
-    own judge gave its samples. ``judge`` is the board's meta (judge, version, prompt set, turns, sampling setting:
-    only samples of that evaluation count) or a bare judge id; no other judge's scores are used."""
+    """Per row of ``rows`` (a checkpoint or its seed replicates): its KL (from the row) and the mean pointwise score
+    (``scores``) that the board's own judge gave its samples, with its interval (``plot_data.reward_intervals``).
+    ``judge`` is the board's meta (judge, version, prompt set, turns, sampling setting: only samples of that
+    evaluation count) or a bare judge id; no other judge's scores are used."""
     meta = judge if isinstance(judge, dict) else {"judge": judge}
     name = meta.get("judge")
     if not name:
         return [], "reward"
-    sql = ("SELECT g.checkpoint, CAST(g.sampling AS VARCHAR), count(*), sum(s.score) FROM scores s "
+    sql = ("SELECT g.checkpoint, CAST(g.sampling AS VARCHAR), g.prompt_id, count(*), sum(s.score) FROM scores s "
            "JOIN generations g USING (generation_id) LEFT JOIN prompts p ON p.prompt_id = g.prompt_id "
            "WHERE s.judge = ?")
     params: list[Any] = [name]
@@ -188,14 +195,14 @@ def reward_points(con, rows: list[dict[str, Any]], judge: str | dict[str, Any] |
         sql, params = sql + " AND coalesce(p.prompt_set, '?') = ?", params + [meta["prompt_set"]]
     if meta.get("turns"):
         sql, params = sql + " AND list_contains(?, g.turn)", params + [[int(t) for t in meta["turns"].split(",")]]
-    totals: dict[str, list[float]] = {}
-    for key, sampling, n, total in con.execute(sql + " GROUP BY 1, 2", params).fetchall():
+    totals: dict[str, dict[str, list[float]]] = {}
+    for key, sampling, prompt, n, total in con.execute(sql + " GROUP BY 1, 2, 3", params).fetchall():
         if meta.get("sampling_id") and evalkey.sampling_id(evalkey.canonical(sampling)) != meta["sampling_id"]:
             continue
-        acc = totals.setdefault(key, [0.0, 0.0])
+        acc = totals.setdefault(key, {}).setdefault(prompt, [0.0, 0.0])
         acc[0], acc[1] = acc[0] + n, acc[1] + total
-    means = {k: t / n for k, (n, t) in totals.items() if n}
-    points = [{**r, "reward": means.get(r["model"])} for r in rows]
+    scores = {k: {p: t / n for p, (n, t) in by_prompt.items() if n} for k, by_prompt in totals.items()}
+    points = plot_data.reward_intervals(scores, rows)
     return points, ("oracle reward" if name == "oracle" else f"mean score ({name})")
 
 
