@@ -65,3 +65,21 @@ def test_the_board_states_the_rule(tmp_path):
     runner.baseline_keys["base"] = "base"
     board = runner.leaderboard()
     assert board[0].startswith("Leaderboard: judge oracle@1 vs base on synthetic") and "T=fastchat" in board[0], board
+
+
+def test_the_judge_step_pairs_the_experiment_s_own_setting_not_an_on_policy_step_s(tmp_path, monkeypatch):
+    """An on-policy [[pairs]] step samples the same models at its own temperature (1.0 by default): the judge step
+    states the experiment's setting, so it never pairs those samples with the others' [generate] ones."""
+    from types import SimpleNamespace
+
+    from evalharness import generate, judging
+
+    seen = []
+    monkeypatch.setattr(generate, "resolve_target", lambda spec, store, ref: SimpleNamespace(key=spec))
+    monkeypatch.setattr(judging, "judge", lambda cfg, store, progress: seen.append(cfg) or SimpleNamespace(
+        judge="oracle", line=lambda: "judged"))
+    runner = Runner(_load(tmp_path, "0.8"), Store(str(tmp_path / "s.duckdb")), echo=lambda line: None)
+    runner._judge({"dpo": "run-dpo", "base": "tiny-llama"})
+    [cfg] = seen
+    assert (cfg.models, cfg.baseline) == (["run-dpo"], "tiny-llama")
+    assert cfg.generate == {"sampling": Sampling(0.8, 1.0, 8, 0)}
