@@ -136,7 +136,9 @@ def aggregate(rows: list[dict[str, Any]], groups: list[Group], models: list[str]
     """The board's rows with each group's replicates replaced by one row (``seeds`` = their count), and the notes
     that say how; unchanged without a baseline (a pooled win rate would count the replicates' games against each
     other)."""
-    groups = [g for g in groups if baseline is None or models[baseline] not in g.members.values()]
+    if baseline is not None:  # the baseline is its own row; its configuration's other seeds may still combine
+        kept = [Group(g.name, {s: k for s, k in g.members.items() if k != models[baseline]}) for g in groups]
+        groups = [g for g in kept if len(g.members) >= 2]
     if not groups:
         return rows, []
     if baseline is None:

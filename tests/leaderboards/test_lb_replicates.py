@@ -123,3 +123,21 @@ def test_compare_takes_group_names_and_pairs_the_seeds(tmp_path):
                                    "--bootstrap", "200"])
     assert out.exit_code == 0, out.output
     assert out.output.startswith("A = dpo (3 seeds), B = ipo:10 (3 seeds); against base")
+
+
+def test_a_replicate_as_baseline_stays_its_own_row_and_its_other_seeds_combine(tmp_path):
+    # dpo-seed0 as the baseline: ipo's three seeds and dpo's other two are judged against it
+    pairs = [(p, m, "d0", *(WIN if m[0] == "i" else LOSS)) for m in ("d1", "d2", "i0", "i1", "i2") for p in PROMPTS]
+    path = tmp_path / "s.duckdb"
+    store = make_store(path, pairs, labels={f"{c}{s}": f"{LOSSES[c]}-seed{s}" for c in "di" for s in range(3)})
+    for c, loss in LOSSES.items():
+        for s in range(3):
+            store.upsert_run(dict(run_id=f"run-{c}{s}", name=f"{loss}-seed{s}", loss=loss, params={},
+                                  base_model="tiny-llama", init_from=None, data={}, code_version="0",
+                                  status="finished", out_dir="runs/x", final_step=10,
+                                  config={"loss": loss, "seed": s, "name": f"{loss}-seed{s}"}))
+            store.add_checkpoint(f"{c}{s}", f"run-{c}{s}", 10, "runs/x/step-10", True)
+    rows = {r["label"]: r for r in build_leaderboard(path, LeaderboardConfig(baseline="d0", n_resamples=100)).rows}
+    assert set(rows) == {"dpo-seed0", "dpo", "ipo"} and rows["dpo-seed0"]["baseline"]
+    assert (rows["dpo"]["seeds"], rows["dpo"]["win_rate"], rows["ipo"]["seeds"], rows["ipo"]["win_rate"]) == (
+        2, 0.0, 3, 100.0)
