@@ -236,11 +236,14 @@ def store_verdicts(store, experiment_id: str, meta: dict[str, Any], verdicts: Se
     store.replace_claims(experiment_id, ev, rows)
 
 
-def stored_for_board(store: str, board_meta: dict[str, Any], keys: Sequence[str]) -> list[dict[str, Any]]:
+def stored_for_board(store: str, board_meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The stored verdicts, on this board's evaluation, of every experiment one of whose runs is on the board
-    (``keys``: the board's checkpoints), as ``Verdict.as_dict`` plus the experiment's name. Read-only."""
+    (``rows``: its rows, a replicated row standing for its replicates), as ``Verdict.as_dict`` plus the experiment's
+    name. Read-only."""
     from evalharness.store_rows import ClaimRecord, select_columns
+    from leaderboards.plot_data import members
 
+    keys = [k for r in rows for k in members(r)]
     if not keys:
         return []
     ev = evaluation(board_meta)

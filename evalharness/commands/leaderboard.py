@@ -122,7 +122,7 @@ def _claims_of(store: Path, board, declared: list | None, bootstrap: int, seed: 
     from evalharness.claim_eval import evaluate_on_board, stored_for_board
 
     if declared is None:
-        return stored_for_board(str(store), board.meta, [r["model"] for r in board.rows])
+        return stored_for_board(str(store), board.meta, board.rows)
     return [v.as_dict() for v in evaluate_on_board(str(store), board.meta, declared, max(bootstrap, 200), seed)]
 
 
