@@ -88,6 +88,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     save_every: int = 0  # 0: only the final checkpoint
+    keep_last: int = 0  # intermediate checkpoints kept on disk, the newest ones (0: all); the final one always stays
     log_every: int = 1
     out: str | None = None  # default: runs/<name>-<run id prefix>
 
@@ -109,7 +110,8 @@ class TrainConfig:
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.logit_temperature > 0, "logit_temperature must be > 0")
         _check(self.prompt_style in {"auto", "chat", "plain"}, f"unknown prompt_style {self.prompt_style!r}")
-        _check(self.lora_r >= 0 and self.save_every >= 0 and self.warmup_steps >= 0, "counts must be >= 0")
+        _check(self.lora_r >= 0 and self.save_every >= 0 and self.warmup_steps >= 0 and self.keep_last >= 0,
+               "counts must be >= 0")
         _check(0 <= self.data.eval_fraction < 1, "data.eval_fraction must be in [0, 1)")
         if self.name is not None:
             check_run_name(self.name)
@@ -119,7 +121,7 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run: everything but where it is written and how it is logged."""
         d = dataclasses.asdict(self)
-        for k in ("out", "log_every", "name"):
+        for k in ("out", "log_every", "name", "keep_last"):  # keep_last changes what stays on disk, not what trains
             d.pop(k)
         return d
 

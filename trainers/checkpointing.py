@@ -1,5 +1,11 @@
 """Checkpoints: HF ``save_pretrained`` weights (loadable by transformers and vLLM) plus the trainer state that makes
-``--resume`` exact: optimizer, scheduler, RNG states, the step (which fixes the data position) and the loss state."""
+``--resume`` exact: optimizer, scheduler, RNG states, the step (which fixes the data position) and the loss state.
+
+What a disk can hold: the weights are written in the training dtype (bfloat16 runs write bfloat16, half the bytes;
+their float32 master weights then travel in the trainer state), and only the newest checkpoint keeps the trainer
+state: once a newer one is complete, an older one keeps its weights and tokenizer alone (the optimizer state is twice
+the weights under AdamW). ``keep_last`` bounds how many intermediate checkpoints stay at all.
+"""
 
 from __future__ import annotations
 
@@ -74,33 +80,76 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def export_model(model, path: Path) -> None:
-    """Save full weights; LoRA adapters are merged into a copy so the checkpoint loads without peft."""
+def export_model(model, path: Path, dtype: torch.dtype | None = None) -> None:
+    """Save full weights (cast to ``dtype`` where given); LoRA adapters are merged into a copy so the checkpoint loads
+    without peft."""
     if hasattr(model, "merge_and_unload"):
         merged = copy.deepcopy(model).merge_and_unload()
-        merged.save_pretrained(path, safe_serialization=True)
+        _save_pretrained(merged, path, dtype)
         model.save_pretrained(path / "adapter")
     else:
+        _save_pretrained(model, path, dtype)
+
+
+def _save_pretrained(model, path: Path, dtype: torch.dtype | None) -> None:
+    if dtype is None or all(t.dtype == dtype for t in model.state_dict().values() if t.is_floating_point()):
         model.save_pretrained(path, safe_serialization=True)
+        return
+    cast = {k: t.to(dtype) if t.is_floating_point() else t for k, t in model.state_dict().items()}
+    model.save_pretrained(path, safe_serialization=True, state_dict=cast)
 
 
-def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_state: dict, reference=None, extra=None) -> Path:
+def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_state: dict, reference=None, extra=None,
+         dtype: torch.dtype | None = None, keep_last: int = 0, is_final: bool = False) -> Path:
+    """Write checkpoint ``step`` (atomically: complete or absent), then trim the older ones: they lose the trainer
+    state (and a moving reference), and with ``keep_last`` > 0 only that many intermediate checkpoints stay (the
+    final one always does).
+
+    ``dtype``: the weights' dtype on disk; where it is not the parameters' own, the parameters being trained are kept
+    exactly in the trainer state, so a resume continues from the same bits."""
     final = checkpoint_dir(out, step)
     tmp = out / f".tmp-checkpoint-{step:06d}"
     with _writing(final, partial=tmp):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        export_model(model, tmp)
+        export_model(model, tmp, dtype)
         tokenizer.save_pretrained(tmp)
         if reference is not None:  # a moving reference (TR-DPO) is part of the state
             reference.save_pretrained(tmp / "reference", safe_serialization=True)
-        _save_state(tmp, step, optimizer, scheduler, loss_state, extra)
+        master = None
+        if dtype is not None and any(q.dtype != dtype for q in model.parameters()):
+            master = {n: q.detach().clone() for n, q in model.named_parameters() if q.requires_grad}
+        _save_state(tmp, step, optimizer, scheduler, loss_state, extra, master)
+        if is_final:
+            (tmp / FINAL_MARK).touch()
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+    trim(out, keep_last)
     return final
 
 
-def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, extra) -> None:
+FINAL_MARK = "final"  # in a run's final checkpoint: keep_last never removes it
+
+
+def trim(out: Path, keep_last: int = 0) -> None:
+    """Only the newest complete checkpoint keeps its trainer state; with ``keep_last`` > 0 only the newest
+    ``keep_last`` intermediate checkpoints (the newest and the final one aside) stay on disk."""
+    done = sorted(p for p in out.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d{6,}", p.name))
+    newest = latest_checkpoint(out)
+    if newest is None:
+        return
+    older = [p for p in done if p.name < newest.name]
+    for p in older:
+        # the state file goes first: without it the directory is weights only, whatever happens next
+        (p / STATE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(p / "reference", ignore_errors=True)
+    if keep_last > 0:
+        intermediate = [p for p in older if not (p / FINAL_MARK).exists()]
+        for p in intermediate[: max(len(intermediate) - keep_last, 0)]:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, extra, master=None) -> None:
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -114,16 +163,26 @@ def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, ex
         },
         "extra": extra or {},
     }
+    if master is not None:
+        state["master_weights"] = master
     torch.save(state, tmp / STATE_FILE)
 
 
-def load_state(path: Path) -> dict:
+def load_state(path: Path, model=None) -> dict:
+    """The trainer state of checkpoint ``path``, with the RNG states restored; ``model`` gets the exact trained
+    parameters where the weight files hold them rounded to a narrower dtype."""
     state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    master = state.pop("master_weights", None)
+    if master is not None and model is not None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in master.items():
+                params[name].copy_(value)
     return state
 
 

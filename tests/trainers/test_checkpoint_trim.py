@@ -1,0 +1,79 @@
+"""Checkpoints a disk can hold: weights in the training dtype, trainer state only in the newest checkpoint, keep_last,
+and a resume from the trimmed newest checkpoint that is bit-for-bit the uninterrupted run."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evalharness.config import DataConfig, TrainConfig
+from evalharness.store import Store
+from trainers.checkpointing import STATE_FILE
+from trainers.loop import StopTraining, run_id_of, train
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(loss="dpo", model="tiny-llama", data=DataConfig(name="synthetic", limit=32, eval_fraction=0.0),
+                max_steps=5, batch_size=2, lr=1e-3, max_length=96, max_prompt_length=48, seed=0, dtype="bfloat16",
+                save_every=1, keep_last=1, out=str(tmp_path / "out"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(checkpoint.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _master(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)["master_weights"]
+
+
+def test_older_checkpoints_keep_weights_only_in_the_training_dtype_and_keep_last_bounds_them(tmp_path):
+    [result] = train(_cfg(tmp_path), Store(str(tmp_path / "s.duckdb")), progress=False)
+    out = Path(result.out_dir)
+    # steps 1-3 were intermediate; keep_last=1 leaves step 4; the final step 5 always stays
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000004", "checkpoint-000005"]
+    newest, older = out / "checkpoint-000005", out / "checkpoint-000004"
+    assert (newest / STATE_FILE).exists() and not (older / STATE_FILE).exists()
+    for ckpt in (newest, older):
+        assert {t.dtype for t in _weights(ckpt).values()} == {torch.bfloat16}
+    # the master weights stay float32 in the newest state: what a resume continues from
+    assert {t.dtype for t in _master(newest).values()} == {torch.float32}
+
+
+def test_keep_last_is_no_part_of_the_run_and_a_negative_one_is_refused(tmp_path):
+    from evalharness.config import ConfigError
+
+    assert run_id_of(_cfg(tmp_path, keep_last=0)) == run_id_of(_cfg(tmp_path, keep_last=3))
+    with pytest.raises(ConfigError):
+        _cfg(tmp_path, keep_last=-1)
+
+
+def test_resume_from_the_trimmed_newest_checkpoint_is_bit_for_bit_the_uninterrupted_run(tmp_path):
+    full = train(_cfg(tmp_path / "a"), Store(str(tmp_path / "a.duckdb")), progress=False)[0]
+
+    def stop_at_3(step, metrics):
+        if step == 3:
+            raise StopTraining
+
+    cfg = _cfg(tmp_path / "b")
+    store = Store(str(tmp_path / "b.duckdb"))
+    with pytest.raises(StopTraining):
+        train(cfg, store, progress=False, on_step=stop_at_3)
+    out = Path(cfg.out)
+    # interrupted after step 3: 1 is gone (keep_last), 2 holds weights only, 3 is the one resumable checkpoint
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
+    assert not (out / "checkpoint-000002" / STATE_FILE).exists()
+    resumed = train(cfg, store, progress=False)[0]
+    assert resumed.resumed_from == 3
+    a, b = Path(full.checkpoint), Path(resumed.checkpoint)
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, mb = _master(a), _master(b)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    # the weight files alone could not have given this: the trained float32 weights are not bfloat16 values
+    assert any(not torch.equal(ma[k], ma[k].bfloat16().float()) for k in ma)
