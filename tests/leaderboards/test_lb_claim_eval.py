@@ -76,3 +76,10 @@ def test_stored_verdicts_are_found_again_for_the_board_of_the_experiment(board_s
     grouped = [{"model": "dpo", "replicates": "dpo0,dpo1"}]
     assert len(E.stored_for_board(store.path, board.meta, grouped)) == 1
     assert E.stored_for_board(store.path, {**board.meta, "judge": "rm"}, board.rows) == []
+
+
+def test_the_doctests_hold():
+    import doctest
+
+    result = doctest.testmod(E)
+    assert result.attempted > 0 and result.failed == 0

@@ -126,3 +126,10 @@ def test_paired_p_values_are_uniform_under_the_null():
     assert 0.01 <= np.mean(ps <= 0.05) <= 0.10
     counts = np.histogram(ps, bins=5, range=(0, 1))[0]
     assert counts.min() >= 40  # 60 expected per bin
+
+
+def test_the_frontier_doctests_hold():
+    import doctest
+
+    result = doctest.testmod(F)
+    assert result.attempted > 0 and result.failed == 0
