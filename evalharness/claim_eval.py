@@ -209,6 +209,8 @@ def evaluate_on_board(store: str, meta: dict[str, Any], claims: Sequence[C.Claim
     """Every claim's verdict under the board whose meta is ``meta`` (Holm across them)."""
     if not claims:
         return []
+    if not meta.get("judge") or meta.get("judge_version") is None:  # a board of metrics or grades alone
+        return C.evaluate_claims(claims, lambda c: "the board has no pairwise judge to measure on")
     with query.read_store(store) as con:
         board = _Board(con, meta, resamples, seed, level)
         found = {i: measure(board, c, i) for i, c in enumerate(claims)}

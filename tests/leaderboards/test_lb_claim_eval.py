@@ -83,3 +83,8 @@ def test_the_doctests_hold():
 
     result = doctest.testmod(E)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_board_without_a_pairwise_judge_leaves_its_claims_inconclusive(tmp_path):
+    (v,) = E.evaluate_on_board(str(tmp_path / "s.duckdb"), {"judge": None}, [Claim("t", "kl", "a", "b", "higher")])
+    assert v.verdict == "inconclusive" and v.note == "the board has no pairwise judge to measure on"
