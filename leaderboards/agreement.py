@@ -179,7 +179,7 @@ def judges_report(store, judges: list[str] | None = None, reference: str | None 
     Every number comes from one evaluation, chosen as the leaderboard chooses its own (``leaderboards.selection``)
     over the pairs of all the report's judges: one prompt set, its turns, one sampling setting. Where the judges'
     pairs hold several, a LeaderboardError lists them and names the flag that picks one; the tables' titles and meta
-    name the one used."""
+    name the one used, with the prompts' source hash and split."""
     from dataclasses import asdict
 
     from evalharness import evalkey
@@ -201,7 +201,12 @@ def judges_report(store, judges: list[str] | None = None, reference: str | None 
                                      sampling)
         reports = [judge_report(con, v, ref, prompt_set, key) for v in chosen if v != ref]
         agreements = agreement_table(con, everyone, prompt_set, key)
-    meta = {"prompt_set": key.prompt_set, "turns": ",".join(map(str, key.turns)),
+        prompt_ids: set[str] = set()
+        for v in everyone:
+            sql, params = _selection(v, prompt_set, key)
+            prompt_ids |= {pid for (pid,) in con.execute(f"SELECT DISTINCT prompt_id FROM ({sql})", params).fetchall()}
+        source = selection.prompt_source(con, sorted(prompt_ids))
+    meta = {"prompt_set": key.prompt_set, "prompts_source": source, "turns": ",".join(map(str, key.turns)),
             "sampling": evalkey.describe(key.sampling), "sampling_id": evalkey.sampling_id(key.sampling),
             "temperature": evalkey.fields(key.sampling).get("temperature")}
     on = selection.title_suffix(meta)

@@ -46,3 +46,17 @@ def test_the_board_header_and_json_meta_name_the_prompts_source(tmp_path):
     assert shown.stdout.splitlines()[0].endswith(f", prompts {source} split dev"), shown.stdout
     exported = invoke(["leaderboard", "--format", "json", "--bootstrap", "0", "--store", "s.duckdb"], tmp_path)
     assert json.loads(exported.stdout)["meta"]["prompts_source"] == f"{source} split dev"
+
+
+def test_the_judges_report_names_the_prompts_source_too(tmp_path):
+    loaded = load_prompts(PromptSetSpec("jsonl", path=_jsonl(tmp_path / "q.jsonl", ["one?", "two?"])))
+    store = Store(str(tmp_path / "s.duckdb"))
+    _store_prompts(store, "jsonl", loaded.prompts)
+    make_store(None, [(p.id, "m1", "base", "first", "second") for p in loaded.prompts], store=store,
+               prompt_set="jsonl")
+    source = loaded.prompts[0].meta["source_hash"]
+    shown = invoke(["judges", "report", "--store", "s.duckdb"], tmp_path)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0].endswith(f", prompts {source}"), shown.stdout
+    exported = invoke(["judges", "report", "--format", "json", "--store", "s.duckdb"], tmp_path)
+    assert json.loads(exported.stdout)["tables"][0]["meta"]["prompts_source"] == source
