@@ -55,23 +55,25 @@ class EDPOParams:
         return self.epsilon if self.epsilon_step is None else self.epsilon_step
 
 
-def _response_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-    """Σ_t log softmax(logits_t)[labels_t] over the masked response tokens [B] (float32)."""
-    safe = torch.where(mask, labels, 0)  # padded labels (often -100) must still be valid gather indices
-    token = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    return torch.where(mask, token, 0.0).sum(-1)
-
-
 def perturbed_logps(policy_logits: Tensor, reference_logits: Tensor, labels: Tensor, mask: Tensor, eps: float):
     """(lp at β/(1+ε), lp at β, lp at β/(1-ε)) of one response side, each [B], float32, no grad.
 
-    Shapes: logits [B, L, V], labels [B, L] long, mask [B, L] bool.
+    Shapes: logits [B, L, V], labels [B, L] long, mask [B, L] bool. The mixed logits and their log-softmax are
+    computed on the response positions only ([n, V], n = mask.sum()): padding and any prompt positions in L would
+    cost three [V]-wide log-softmaxes each and count for nothing.
     """
     with torch.no_grad():
-        f_pi, f_ref = policy_logits.float(), reference_logits.float()
-        at_beta = _response_logps(f_pi, labels, mask)
-        lower = _response_logps((1 + eps) * f_pi - eps * f_ref, labels, mask)
-        upper = _response_logps((1 - eps) * f_pi + eps * f_ref, labels, mask)
+        rows, cols = mask.nonzero(as_tuple=True)
+        f_pi, f_ref = policy_logits[rows, cols].float(), reference_logits[rows, cols].float()
+        y = labels[rows, cols].unsqueeze(-1)
+
+        def summed(logits: Tensor) -> Tensor:  # Σ_t log softmax(logits_t)[y_t] per row [B]
+            token = torch.log_softmax(logits, dim=-1).gather(-1, y).squeeze(-1)
+            return torch.zeros(mask.shape[0], dtype=token.dtype, device=token.device).index_add_(0, rows, token)
+
+        at_beta = summed(f_pi)
+        lower = summed((1 + eps) * f_pi - eps * f_ref)
+        upper = summed((1 - eps) * f_pi + eps * f_ref)
     return lower, at_beta, upper
 
 
