@@ -26,6 +26,7 @@ from evalharness.models import model_fingerprint
 from evalharness.scoring import PairExample, sequence_logps, sequence_scores, shared_prompt_logps
 from evalharness.store import Store, code_version
 from trainers import checkpointing as ckpt
+from trainers import sharding
 from trainers.batching import batch_order, example_length
 from trainers.recipes import build_stage, params_record, parse_stages
 from trainers.refcache import CacheReport
@@ -221,7 +222,7 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
     last = ckpt.latest_checkpoint(out)
     if last is not None:
         saved = ckpt.load_state(last, acc.unwrap_model(model))
-        p.optimizer.load_state_dict(saved["optimizer"])
+        sharding.load_optimizer(acc, model, p.optimizer, saved["optimizer"])
         p.scheduler.load_state_dict(saved["scheduler"])
         state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
         if acc.is_main_process:  # a kill after saving, before the store heard of it, loses no checkpoint row
@@ -285,11 +286,13 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", **({"acc": f"{metrics['accuracy']:.2f}"} if "accuracy" in metrics else {}))
         final = step + 1 == cfg.max_steps
         if final or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            # Under FSDP every rank takes part in gathering the full weights and optimizer state; rank 0 writes them.
+            to_save, optimizer_to_save = sharding.for_saving(acc, model, p.optimizer)
             if acc.is_main_process:
                 # Metrics first: a checkpoint on disk means its steps' metrics are stored, whenever a kill comes.
                 store.add_metrics(run_id, pending)
                 pending = []
-                path = ckpt.save(out, step + 1, acc.unwrap_model(model), p.tokenizer, p.optimizer, p.scheduler, state,
+                path = ckpt.save(out, step + 1, to_save, p.tokenizer, optimizer_to_save, p.scheduler, state,
                                  reference=p.reference if spec.reference_update is not None else None,
                                  dtype=getattr(torch, cfg.dtype), keep_last=cfg.keep_last, is_final=final)
                 store.add_checkpoint(content_hash(["checkpoint", run_id, step + 1]), run_id, step + 1, str(path), final,

@@ -16,6 +16,7 @@ from evalharness.checkpoints import checkpoint_path
 from evalharness.config import ConfigError, TrainConfig
 from evalharness.store import Store
 from trainers import checkpointing as ckpt
+from trainers import sharding
 from trainers.batching import example_length
 from trainers.refcache import CacheReport, ReferenceCache
 from trainers.spec import LossSpec
@@ -89,6 +90,7 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     # bf16 is applied with torch.autocast in the loop rather than Accelerator(mixed_precision=…): accelerate keeps one
     # process-wide state, and a second run in the same process (recipes, library use) may ask for another precision.
     acc = Accelerator(cpu=not torch.cuda.is_available())
+    sharding.enable_fsdp_on_cpu(acc)
     if restart:  # every input is bound and loaded: a bad one has stopped the run before this deletes anything
         if acc.is_main_process:
             ckpt.discard_run(out)
