@@ -25,6 +25,7 @@ from evalharness.hashing import content_hash
 from evalharness.models import model_fingerprint
 from evalharness.scoring import PairExample, sequence_logps, sequence_scores, shared_prompt_logps
 from evalharness.store import Store, code_version
+from evalharness.threads import ThreadGovernor
 from trainers import checkpointing as ckpt
 from trainers import sharding
 from trainers.batching import batch_order, example_length
@@ -234,8 +235,11 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
                disable=not progress or not acc.is_main_process)
     orders: dict[int, list[list[int]]] = {}
     metrics: dict[str, float] = {}
+    governor = ThreadGovernor() if acc.device.type == "cpu" else None
     model.train()
     for step in range(start_step, cfg.max_steps):
+        if governor is not None:  # other jobs come and go on a shared machine: threads follow the free cores
+            governor.tick()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         stats: dict[str, list[torch.Tensor]] = {}

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from evalharness.generation.base import Request, Sample, Sampling
+from evalharness.threads import ThreadGovernor
 
 
 class HFGenerator:
@@ -38,6 +39,8 @@ class HFGenerator:
         self.tokenizer = load_tokenizer(path, padding_side="left")
         self.model = load_causal_lm(path, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
+        # decoding is many small ops: a thread per core collapses when another job holds a core (evalharness.threads)
+        self._governor = ThreadGovernor() if self.device.type == "cpu" else None
         self.eos_ids = eos_token_ids(self.tokenizer, self.model.generation_config)
         config = self.model.config
         self.max_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -87,6 +90,8 @@ class HFGenerator:
         active = list(range(n))  # request index of each row of the batch
         cache, inputs, input_pos = None, ids, positions
         while active:
+            if self._governor is not None:
+                self._governor.tick()
             out = self.model(input_ids=inputs, attention_mask=attn, position_ids=input_pos, past_key_values=cache,
                              use_cache=True)
             cache = out.past_key_values
