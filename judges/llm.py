@@ -69,6 +69,8 @@ class LLMJudge:
     ``requests_per_minute``: spread request starts evenly (an endpoint's rate limit), on top of ``concurrency``.
     ``transport``: ``auto`` sends to a plain-``http`` endpoint (a local ``vllm serve``) over ``judges.transport``'s lean
     keep-alive HTTP/1.1, about half the client CPU per request, and to ``https`` over httpx; ``httpx`` always uses httpx.
+    ``batch``: send each chunk through the endpoint's Batch API instead, polled every ``poll`` seconds
+    (``judges.llm_batch``); the requests and so the verdicts are the same.
     """
 
     def __init__(self, model: str = "gpt-4o", base_url: str | None = None, template: str = "mt-bench",
@@ -76,12 +78,15 @@ class LLMJudge:
                  max_tokens: int = 1024, logprobs: bool = False, price_in: float | None = None,
                  price_out: float | None = None, top_logprobs: int = 5, backoff: float = 1.0, max_backoff: float = 30.0,
                  requests_per_minute: float | None = None, seed: int | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", transport: str = "auto", mode: str = PAIRWISE):
+                 api_key_env: str = "OPENAI_API_KEY", transport: str = "auto", mode: str = PAIRWISE,
+                 batch: bool = False, poll: float = 10.0):
         check_settings(model=model, base_url=base_url, concurrency=concurrency, max_retries=max_retries,
                        timeout=timeout, temperature=temperature, max_tokens=max_tokens, price_in=price_in,
                        price_out=price_out, top_logprobs=top_logprobs, backoff=backoff, max_backoff=max_backoff,
-                       requests_per_minute=requests_per_minute, seed=seed, transport=transport, mode=mode)
+                       requests_per_minute=requests_per_minute, seed=seed, transport=transport, mode=mode,
+                       poll=poll)
         self.model = str(model)
+        self.batch, self.poll = bool(batch), float(poll)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None  # the openai client reads it too
         if not base_url and self.base_url:
             check_base_url(self.base_url, "OPENAI_BASE_URL")
@@ -133,6 +138,10 @@ class LLMJudge:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(rendered), _background_loop()))
 
     def _blocking(self, rendered: list[tuple[list[dict[str, str]], Template]], name: str) -> list:
+        if self.batch:
+            from judges.llm_batch import run_batch
+
+            return run_batch(self, rendered)
         loop = _background_loop()
         if _on_loop_thread(loop):
             raise JudgeError(f"LLMJudge.{name}() was called on the judges' own event loop; await acompare() there")
@@ -207,12 +216,7 @@ class LLMJudge:
     async def _judge(self, client, run: _Run, messages: list[dict[str, str]], template: Template) -> Verdict | Rating:
         import openai
 
-        request = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                   "max_tokens": self.max_tokens}
-        if self.seed is not None:
-            request["seed"] = self.seed
-        if self.logprobs:
-            request.update(logprobs=True, top_logprobs=self.top_logprobs)
+        request = self.request_body(messages)
         async with run.slots:
             for attempt in range(self.max_retries + 1):
                 await run.pace()
@@ -241,6 +245,16 @@ class LLMJudge:
                          self.max_retries, wait)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def request_body(self, messages: list[dict[str, str]]) -> dict:
+        """The chat-completion request for one rendered prompt (the same in batch mode)."""
+        request = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                   "max_tokens": self.max_tokens}
+        if self.seed is not None:
+            request["seed"] = self.seed
+        if self.logprobs:
+            request.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return request
 
     def _verdict(self, data, latency: float, attempts: int, template: Template) -> Verdict | Rating:
         """The verdict (or rating) of one chat-completion answer (parsed JSON), with its usage and cost."""
@@ -294,7 +308,8 @@ def check_settings(model: str = "gpt-4o", base_url: str | None = None, concurren
                    timeout: float = 60.0, temperature: float = 0.0, max_tokens: int = 1024,
                    price_in: float | None = None, price_out: float | None = None, top_logprobs: int = 5,
                    backoff: float = 1.0, max_backoff: float = 30.0, requests_per_minute: float | None = None,
-                   seed: int | None = None, transport: str = "auto", mode: str = PAIRWISE) -> None:
+                   seed: int | None = None, transport: str = "auto", mode: str = PAIRWISE, poll: float = 10.0,
+                   batch: bool = False) -> None:
     """Every setting of an llm judge in range, checked before any request: a NaN timeout or a negative backoff would
     otherwise turn every verdict into ``failed`` (after minutes of retries) and still exit 0."""
     if not isinstance(model, str) or not model.strip():
@@ -309,7 +324,7 @@ def check_settings(model: str = "gpt-4o", base_url: str | None = None, concurren
             ("timeout", timeout, True, False), ("temperature", temperature, False, False),
             ("backoff", backoff, False, False), ("max_backoff", max_backoff, False, False),
             ("price_in", price_in, False, True), ("price_out", price_out, False, True),
-            ("requests_per_minute", requests_per_minute, True, True)):
+            ("requests_per_minute", requests_per_minute, True, True), ("poll", poll, True, False)):
         if value is None and optional:
             continue
         real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
