@@ -374,6 +374,8 @@ def _not_stored(store: Store, tasks: list[Task], report: Report) -> list[Task]:
 
 
 def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, report: Report, progress: bool):
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     if not todo:
@@ -382,38 +384,55 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
     # Verdicts of the same texts already stored (other pairs, other runs) are read once for the whole run, and what
     # this run answers joins them as it goes: each chunk then costs the store one write, not a read and a write.
     cached = _cached_verdicts(store, list({t.cache_key: None for t in todo}))
-    for part in _chunks(todo, chunk):
-        fresh = [t for t in part if t.cache_key not in cached]
-        verdicts: dict[str, Verdict] = {}
-        if fresh:
-            unique = list({t.cache_key: t for t in fresh}.values())
-            got = (_verdicts_from_scores(store, judge_obj, unique, report) if can_score(judge_obj)
-                   else judge_obj.compare([t.comparison for t in unique]))
-            if len(got) != len(unique):
-                raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} verdicts for {len(unique)} comparisons")
-            verdicts = {t.cache_key: v for t, v in zip(unique, got)}
-            report.count_calls(got)
-        rows, answered = [], set()
-        for t in part:
-            if t.cache_key in cached or t.cache_key in answered:  # the same texts twice in a chunk: one call, one cost
-                v, reused = cached.get(t.cache_key) or verdicts[t.cache_key], True
-                report.reused += 1
-            else:
-                v, reused = verdicts[t.cache_key], False
-                answered.add(t.cache_key)
-            rows.append(_row(judge_obj, t, v, reused))
-            report.failed += v.winner == "failed"
-            report.unparsed += v.winner == "unparsed"
-            if not reused:
-                report.truncated += bool(v.meta.get("truncated"))
-                report.prompt_tokens += v.prompt_tokens or 0
-                report.completion_tokens += v.completion_tokens or 0
-                report.cost += v.cost or 0.0
-        # One transaction per chunk; a row whose earlier call failed is replaced, a stored verdict never is.
-        store.insert_judgments(rows, replace_failed=[t.judgment_id for t in part if t.failed_row])
-        cached.update((k, v) for k, v in verdicts.items() if v.winner != "failed")
-        bar.update(len(part))
+    # A chunk's rows are written on one writer thread while the next chunk's requests are in flight; at most one write
+    # is pending, each waits for the one before, and an interruption waits for the pending one (nothing half-judged
+    # is lost beyond the chunk in flight).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgments-writer") as writer:
+        pending = None
+        try:
+            for part in _chunks(todo, chunk):
+                rows, replace = _judge_chunk(store, judge_obj, part, cached, report)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(store.insert_judgments, rows, replace_failed=replace)
+                bar.update(len(part))
+        finally:
+            if pending is not None:
+                pending.result()
     bar.close()
+
+
+def _judge_chunk(store: Store, judge_obj: Judge, part: list[Task], cached: dict[str, Verdict], report: Report):
+    """(rows, judgment ids whose failed rows they replace) for one chunk; adds its fresh verdicts to ``cached``."""
+    fresh = [t for t in part if t.cache_key not in cached]
+    verdicts: dict[str, Verdict] = {}
+    if fresh:
+        unique = list({t.cache_key: t for t in fresh}.values())
+        got = (_verdicts_from_scores(store, judge_obj, unique, report) if can_score(judge_obj)
+               else judge_obj.compare([t.comparison for t in unique]))
+        if len(got) != len(unique):
+            raise RuntimeError(f"judge {judge_obj.id} returned {len(got)} verdicts for {len(unique)} comparisons")
+        verdicts = {t.cache_key: v for t, v in zip(unique, got)}
+        report.count_calls(got)
+    rows, answered = [], set()
+    for t in part:
+        if t.cache_key in cached or t.cache_key in answered:  # the same texts twice in a chunk: one call, one cost
+            v, reused = cached.get(t.cache_key) or verdicts[t.cache_key], True
+            report.reused += 1
+        else:
+            v, reused = verdicts[t.cache_key], False
+            answered.add(t.cache_key)
+        rows.append(_row(judge_obj, t, v, reused))
+        report.failed += v.winner == "failed"
+        report.unparsed += v.winner == "unparsed"
+        if not reused:
+            report.truncated += bool(v.meta.get("truncated"))
+            report.prompt_tokens += v.prompt_tokens or 0
+            report.completion_tokens += v.completion_tokens or 0
+            report.cost += v.cost or 0.0
+    cached.update((k, v) for k, v in verdicts.items() if v.winner != "failed")
+    # One transaction per chunk; a row whose earlier call failed is replaced, a stored verdict never is.
+    return rows, [t.judgment_id for t in part if t.failed_row]
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
