@@ -155,3 +155,51 @@ def test_reward_weighted_k_samples_are_a_dataset_with_options():
 def test_bad_options_are_one_line(name, message):
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace("?", r"\?").replace("[", r"\[")):
         load(DatasetSpec(name))
+
+
+# ------------------------------------------------------------------------------------------- SFT shared by experiments
+
+SFT_ONLY = """
+name = "{name}"
+[[runs]]
+name = "sft"
+loss = "sft"
+model = "tiny-llama"
+max_steps = 1
+batch_size = 2
+max_length = 48
+max_prompt_length = 24
+data = {{ name = "synthetic:noise=0.5", limit = 8, eval_fraction = 0.0 }}
+
+[generate]
+limit = 1
+n = 1
+max_new_tokens = 2
+backend = "hf"
+
+[judge]
+judges = ["oracle"]
+"""
+
+
+def test_two_experiments_with_the_same_sft_train_it_once(tmp_path, monkeypatch):
+    import trainers.loop
+    from evalharness.experiment import Runner, load_experiment
+    from evalharness.store import Store
+
+    store = Store(str(tmp_path / "s.duckdb"))
+    first, second = [], []
+    (tmp_path / "a.toml").write_text(SFT_ONLY.format(name="a"))
+    (tmp_path / "b.toml").write_text(SFT_ONLY.format(name="b"))
+    Runner(load_experiment(tmp_path / "a.toml"), store, progress=False, echo=first.append).run()
+    [trained] = [line for line in first if line.startswith("train sft: trained 1 steps (")]
+    run_id = trained.split("(")[1][:12]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the stored SFT run was trained again")
+
+    monkeypatch.setattr(trainers.loop, "prepare", no_training)
+    Runner(load_experiment(tmp_path / "b.toml"), store, progress=False, echo=second.append).run()
+    assert f"train sft: already trained ({run_id})" in second
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
