@@ -100,6 +100,22 @@ def test_length_weight_relabels_the_pairs_a_longer_review_can_win():
     assert against and all(len(p.y_pos.split()) > len(p.y_neg.split()) for p in against)
 
 
+def test_the_oracle_judge_scores_with_the_same_length_component():
+    from judges.base import Comparison, JudgeError, build_judge
+
+    x = synthetic.prompt_for("the zoo")
+    a = "I visited the zoo: the staff was great, and the price was slow, and the size was poor."
+    b = "I visited the zoo: the staff was great, and the price was slow."
+    plain, long = build_judge("oracle"), build_judge("oracle:length_weight=0.1")
+    assert (plain.id, long.id) == ("oracle", "oracle+length0.1")  # stored apart: one cache key per reward
+    assert plain.score([(x, a)]) == [-1 / 3]
+    assert long.score([(x, a), (x, b)]) == pytest.approx([-1 / 3 + 1.8, 1.3])
+    assert plain.compare([Comparison(x, a, b)])[0].winner == "second"
+    assert long.compare([Comparison(x, a, b)])[0].winner == "first"
+    with pytest.raises(JudgeError, match="length_weight must be in"):
+        build_judge("oracle:length_weight=nan")
+
+
 def test_label_noise_flips_exactly_the_pairs_its_own_stream_draws():
     plain, noisy = synthetic.pairs(400), synthetic.pairs(400, noise=0.25)
     draws = random.Random("pair-knobs:0")
