@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -151,8 +151,8 @@ def run(cfg: common.DiagnoseConfig, store) -> common.Report:
         raise ConfigError(f"prompt set {cfg.data!r} gave no prompts")
     dataset = common.dataset_key(cfg.data, [p.id for p in prompts])
     off_task = off_task_warning([p.messages for p in prompts], "density-ratio's oracle reward")
-    if off_task:
-        warnings.warn(off_task, stacklevel=2)
+    if off_task:  # one stderr line: a Python warning would show the user this module's source line
+        print(f"warning: {off_task}", file=sys.stderr)
     targets = common.resolve_targets(cfg.checkpoints, store, cfg.reference)
     by_reference = defaultdict(list)
     for t in targets:
