@@ -67,7 +67,11 @@ def validate_config(cfg: TrainConfig) -> list[str]:
     for i, terms in enumerate(parse_stages(cfg.loss), 1):
         spec, params = build_stage(terms, cfg.params)
         lines.append(f"stage {i}: {spec.name}  needs={sorted(spec.needs) or '[]'}  params={_show(params)}")
-    registry("datasets").entry(cfg.data.name.partition(":")[0])  # options after ':' are the loader's to check
+    registry("datasets").entry(cfg.data.name.partition(":")[0])
+    if ":" in cfg.data.name:  # options are the loader's to check: one example binds them all
+        from evalharness.data.loaders import DatasetSpec, load
+
+        load(DatasetSpec(cfg.data.name, path=cfg.data.path, limit=1))
     if cfg.data.path and not Path(cfg.data.path).exists():
         raise ConfigError(f"data path {cfg.data.path}: no such file")
     if not cfg.init_from:

@@ -219,3 +219,14 @@ def test_two_experiments_with_the_same_sft_train_it_once(tmp_path, monkeypatch):
     assert f"train sft: already trained ({run_id})" in second
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_validate_binds_the_dataset_options_before_anything_runs(tmp_path):
+    from evalharness.config import DataConfig, TrainConfig
+    from evalharness.training import validate_config
+
+    ok = TrainConfig(loss="sft", model="task-llama", data=DataConfig(name="synthetic:noise=0.5"))
+    assert validate_config(ok)[-1] == "ok"
+    bad = TrainConfig(loss="sft", model="task-llama", data=DataConfig(name="synthetic:noise=0.5,lenght_weight=1"))
+    with pytest.raises(DataError, match="no option 'lenght_weight'; did you mean 'length_weight'"):
+        validate_config(bad)
