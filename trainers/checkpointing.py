@@ -4,7 +4,9 @@
 What a disk can hold: the weights are written in the training dtype (bfloat16 runs write bfloat16, half the bytes;
 their float32 master weights then travel in the trainer state), and only the newest checkpoint keeps the trainer
 state: once a newer one is complete, an older one keeps its weights and tokenizer alone (the optimizer state is twice
-the weights under AdamW). ``keep_last`` bounds how many intermediate checkpoints stay at all.
+the weights under AdamW). A run's final checkpoint never holds optimizer state: nothing is left to train from it
+(its small trainer state stays, so a run killed right after writing it resumes as finished). ``keep_last`` bounds how
+many intermediate checkpoints stay at all.
 """
 
 from __future__ import annotations
@@ -117,9 +119,9 @@ def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_stat
         if reference is not None:  # a moving reference (TR-DPO) is part of the state
             reference.save_pretrained(tmp / "reference", safe_serialization=True)
         master = None
-        if dtype is not None and any(q.dtype != dtype for q in model.parameters()):
+        if not is_final and dtype is not None and any(q.dtype != dtype for q in model.parameters()):
             master = {n: q.detach().clone() for n, q in model.named_parameters() if q.requires_grad}
-        _save_state(tmp, step, optimizer, scheduler, loss_state, extra, master)
+        _save_state(tmp, step, None if is_final else optimizer, scheduler, loss_state, extra, master)
         if is_final:
             (tmp / FINAL_MARK).touch()
         shutil.rmtree(final, ignore_errors=True)
@@ -152,7 +154,6 @@ def trim(out: Path, keep_last: int = 0) -> None:
 def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, extra, master=None) -> None:
     state = {
         "step": step,
-        "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "loss_state": dict(loss_state),
         "rng": {
@@ -163,6 +164,8 @@ def _save_state(tmp: Path, step: int, optimizer, scheduler, loss_state: dict, ex
         },
         "extra": extra or {},
     }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
     if master is not None:
         state["master_weights"] = master
     torch.save(state, tmp / STATE_FILE)
