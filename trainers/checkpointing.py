@@ -97,7 +97,10 @@ def _save_pretrained(model, path: Path, dtype: torch.dtype | None) -> None:
     if dtype is None or all(t.dtype == dtype for t in model.state_dict().values() if t.is_floating_point()):
         model.save_pretrained(path, safe_serialization=True)
         return
-    cast = {k: t.to(dtype) if t.is_floating_point() else t for k, t in model.state_dict().items()}
+    cast, by_storage = {}, {}
+    for k, t in model.state_dict().items():
+        # tied weights (embeddings and LM head) stay one tensor, so save_pretrained still writes them once
+        cast[k] = by_storage.setdefault(t.data_ptr(), t.to(dtype)) if t.is_floating_point() else t
     model.save_pretrained(path, safe_serialization=True, state_dict=cast)
 
 

@@ -85,3 +85,19 @@ def test_resume_from_the_trimmed_newest_checkpoint_is_bit_for_bit_the_uninterrup
     logged = {name: {(s, n): v for s, n, v in st.metrics(r.run_id) if s >= 4 and n != "tokens_per_s"}
               for name, st, r in (("a", Store(str(tmp_path / "a.duckdb")), full), ("b", store, resumed))}
     assert logged["a"] and logged["a"] == logged["b"]
+
+
+def test_tied_weights_are_written_once_in_a_narrower_dtype(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from evalharness.tiny import build_tiny
+    from trainers.checkpointing import export_model
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny("llama", tmp_path / "m", tie_word_embeddings=True))
+    export_model(model, tmp_path / "f32")
+    export_model(model, tmp_path / "bf16", torch.bfloat16)
+    f32, bf16 = _weights(tmp_path / "f32"), _weights(tmp_path / "bf16")
+    assert bf16.keys() == f32.keys() and "lm_head.weight" not in bf16  # the head is the embedding, stored once
+    assert all(torch.equal(bf16[k], f32[k].bfloat16()) for k in f32)
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16")
+    assert back.lm_head.weight.data_ptr() == back.model.embed_tokens.weight.data_ptr()
