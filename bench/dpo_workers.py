@@ -155,8 +155,14 @@ def run_evalharness(spec: dict) -> dict:
 
 
 def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
+    """``mode``: "cache", "live", or "concat" (the cache, with every sequence's prompt computed in its own row, as
+    before prompts were shared: the side-by-side measure of that change)."""
+    from evalharness import scoring
     from evalharness.store import Store
     from trainers.loop import StopTraining, train
+
+    if mode == "concat":
+        scoring._shares_pay = lambda model, seqs: False
 
     rec = StepRecorder(spec)
 
@@ -168,10 +174,10 @@ def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
     builds.clear()
     store = Store(str(Path(spec["work"]) / f"eh-{spec['loss']}-{mode}.duckdb"))
     try:
-        train(train_config(spec, reference_cache=mode == "cache"), store, progress=False, on_step=on_step)
+        train(train_config(spec, reference_cache=mode != "live"), store, progress=False, on_step=on_step)
     except StopTraining:
         pass
-    if mode == "cache":
+    if mode != "live":
         rec.ref_precompute_s = sum(r.seconds - load for r, load in builds if r.computed)
         rec.ref_load_s = sum(load for _, load in builds)
     return rec.summary()

@@ -67,14 +67,15 @@ PRESETS = {
 CONFIGS = {  # side-mode -> (trainer, reference mode shown in the table)
     "eh-cache": ("evalharness", "reference cache"),
     "eh-live": ("evalharness", "live reference forward"),
+    "eh-concat": ("evalharness", "cache; prompt not shared"),
     "eh-noref": ("evalharness", "none (no reference model)"),
     "trl-precompute": ("TRL DPOTrainer", "precompute_ref_log_probs=True"),
     "trl-live": ("TRL DPOTrainer", "precompute_ref_log_probs=False"),
 }
 # The configurations each loss can run in: where TRL has the loss, both trainers in both reference modes.
 LOSS_CONFIGS = {
-    "dpo": ["eh-cache", "eh-live", "trl-precompute", "trl-live"],
-    "ipo": ["eh-cache", "eh-live", "trl-precompute", "trl-live"],
+    "dpo": ["eh-cache", "eh-live", "trl-precompute", "trl-live", "eh-concat"],
+    "ipo": ["eh-cache", "eh-live", "trl-precompute", "trl-live", "eh-concat"],
     "exmate": ["eh-noref"],
     "e-dpo": ["eh-live"],  # needs the reference's full logits every step: nothing to cache
 }
@@ -377,13 +378,17 @@ def print_ratios(results: dict[str, dict]) -> None:
             continue
         best = best_trl(results, loss)
         pairs = [("eh-cache", best), ("eh-live", best), ("eh-cache", f"{loss}:trl-precompute"),
-                 ("eh-live", f"{loss}:trl-live")]
+                 ("eh-live", f"{loss}:trl-live"), ("eh-concat", best)]
         for ours, theirs in dict.fromkeys((f"{loss}:{o}", t) for o, t in pairs if t):
             if ours in results and theirs in results:
                 mode = theirs.split(":")[1][4:]
                 label = f"TRL(best: {mode})" if theirs == best else f"TRL({mode})"
                 print(f"{loss}: evalharness({ours.split(':')[1][3:]}) / {label} = "
                       f"{ratio_line(results[ours], results[theirs])}")
+        shared, concat = f"{loss}:eh-cache", f"{loss}:eh-concat"
+        if shared in results and concat in results:
+            print(f"{loss}: evalharness(cache, prompt shared) / evalharness(cache, prompt not shared) = "
+                  f"{ratio_line(results[shared], results[concat])}")
 
 
 def check_step1(runs: dict[str, list[dict]], beta: float) -> list[str]:
