@@ -177,8 +177,12 @@ def _gold(con, key: query.EvalKey, side: Side) -> dict[int, dict[str, float]]:
     settings = list(key.raw) if key.sampling else list(key.raw) + list(key.unrecorded)
     out = {}
     for s, ck in side.members.items():
+        # A score is stored once per (prompt, text) under the generation that was scored first; a sample of the
+        # same text at turn 1 (the same conversation) has that score too, whichever checkpoint drew it.
         rows = con.execute(
-            "SELECT g.prompt_id, avg(sc.score) FROM generations g JOIN scores sc ON sc.generation_id = g.generation_id "
+            "SELECT g.prompt_id, avg(sc.score) FROM generations g JOIN generations g0 ON g0.prompt_id = g.prompt_id "
+            "AND g0.turn = g.turn AND g0.text = g.text AND (g.turn = 1 OR g0.generation_id = g.generation_id) "
+            "JOIN scores sc ON sc.generation_id = g0.generation_id "
             "JOIN prompts p ON p.prompt_id = g.prompt_id WHERE sc.judge = ? AND g.checkpoint = ? AND p.prompt_set = ? "
             "AND list_contains(?, g.turn) AND list_contains(?, coalesce(CAST(g.sampling AS VARCHAR), '')) "
             "GROUP BY g.prompt_id", [ORACLE, ck, key.prompt_set, list(key.turns), settings]).fetchall()

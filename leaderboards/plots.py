@@ -185,8 +185,12 @@ def reward_points(con, rows: list[dict[str, Any]], judge: str | dict[str, Any] |
     name = meta.get("judge")
     if not name:
         return [], "reward"
+    # a score is stored once per (prompt, text), under the sample scored first: at turn 1 (one conversation) every
+    # sample of that text, of any checkpoint, has it
     sql = ("SELECT g.checkpoint, CAST(g.sampling AS VARCHAR), g.prompt_id, count(*), sum(s.score) FROM scores s "
-           "JOIN generations g USING (generation_id) LEFT JOIN prompts p ON p.prompt_id = g.prompt_id "
+           "JOIN generations g0 ON g0.generation_id = s.generation_id JOIN generations g ON g.prompt_id = g0.prompt_id "
+           "AND g.turn = g0.turn AND g.text = g0.text AND (g.turn = 1 OR g.generation_id = g0.generation_id) "
+           "LEFT JOIN prompts p ON p.prompt_id = g.prompt_id "
            "WHERE s.judge = ?")
     params: list[Any] = [name]
     if meta.get("judge_version") is not None:
