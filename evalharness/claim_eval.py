@@ -90,7 +90,9 @@ class _Board:
         self.found = groups({k: v for k, v in labels.items() if k != self.base})
         keys = [k for k in self.pairs.models if k != self.base]
         records = query.metric_records(con, keys)
-        held = selection.choose_held_out(records, None) if records else None
+        spec = selection.HeldOutKey(meta["held_out"], meta.get("max_length"), meta.get("max_prompt_length"),
+                                    meta.get("prompt_style")).name if meta.get("held_out") else None
+        held = selection.choose_held_out(records, spec) if records else None  # the board's own held-out evaluation
         self.metrics, _ = query.load_metrics(con, keys, selection.accept((self.key.prompt_set, self.key.sampling),
                                                                          held), records)
         runs = dict(con.execute("SELECT c.checkpoint_id, c.run_id FROM checkpoints c JOIN (SELECT unnest(?) AS k) "

@@ -1,8 +1,8 @@
 """The seed examples (examples/seed*.toml) and the runner features they rely on.
 
-Every example binds at its default scale (`--dry-run`) and at every scale it defines; each runs end to end at its
-smallest size (`--scale smoke`) on tiny random models with its full-scale judges added: an LLM judge answered by the
-loopback server, PairRM as a random checkpoint. The runner features: `[scales.*]` tables and `unset`, dotted `--set`
+Every example binds at its default scale (`--dry-run`: the controlled task, seed replicates, claims) and at every
+scale it defines; each runs end to end at its smallest size (`--scale smoke`) on tiny random models with its
+full-scale judges added: an LLM judge answered by the loopback server, PairRM as a random checkpoint. The runner features: `[scales.*]` tables and `unset`, dotted `--set`
 paths with TOML values, several baselines, `[[pairs]]` of reward-scored samples, per-judge limits, ``limit = "all"``.
 """
 
@@ -55,11 +55,11 @@ def _ids(paths):
 # ------------------------------------------------------------------------------------------------ the examples
 
 
-def test_each_seed_paper_has_an_example_with_full_and_smoke_scales():
+def test_each_seed_paper_has_an_example_with_smollm2_full_and_smoke_scales():
     assert {p.name[:7] for p in EXAMPLES} == {"seed000", "seed002", "seed003", "seed004"}
     for path in EXAMPLES:
         scales = _raw(path).get("scales", {})
-        assert {"full", "smoke"} <= set(scales), path.name
+        assert {"smollm2", "full", "smoke"} <= set(scales), path.name
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
@@ -71,9 +71,21 @@ def test_dry_run_binds_at_the_default_scale(path, at_root, tmp_path):
     exp = load_experiment(path)
     planned = re.findall(r"^  train +(\S+) +to do", result.output, re.M)
     assert planned and sorted(planned) == sorted(r.name for r in exp.runs)
-    assert exp.runs[0].config.model == "smollm2-135m"  # the real small model, not a random one
     assert f"experiment {exp.name} " in result.output and "judge" in result.output
     assert not (tmp_path / "runs").exists()  # a plan trains nothing
+    # the controlled task: one SFT run shared with the quickstart (the same run id, trained once per store), every
+    # other policy from it over three training seeds, judged by the oracle against it, and the paper's claims
+    quickstart = load_experiment(ROOT / "evalharness/experiments/quickstart.toml")
+    runner_ = Runner(exp, Store(str(tmp_path / "s.duckdb")))
+    runner_.plan()
+    theirs = Runner(quickstart, Store(str(tmp_path / "s.duckdb")))
+    theirs.plan()
+    assert all(r.config.model == "task-llama" for r in exp.runs)
+    assert runner_.run_ids["sft"] == theirs.run_ids["sft"]
+    policies = [r for r in exp.runs if not r.reward_model and r.name != "sft"]
+    assert policies and all(r.config.init_from and r.group and r.config.seed in (0, 1, 2) for r in policies)
+    assert {r.group for r in policies if r.config.seed == 2} == {r.group for r in policies}
+    assert exp.judge.baselines == ["sft"] and exp.judge.entries[0].spec == "oracle" and exp.claims
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
@@ -129,12 +141,15 @@ def test_the_papers_grids_at_full_scale(at_root):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
-def test_other_scales_bind(path, at_root):
+def test_the_smollm2_scale_is_the_real_small_model_without_replicates(path, at_root):
     _needs_shared_data(path)
-    for name in set(_raw(path)["scales"]) - {"full", "smoke"}:  # e.g. seed 002's vicuna-bench
-        exp = load_experiment(path, scale=name)
-        assert exp.name == f"{_raw(path)['name']}-{name}"
-        assert exp.runs[0].config.model == "smollm2-135m"
+    for extra in sorted(set(_raw(path)["scales"]) - {"full", "smoke", "smollm2"}):  # seed 002's vicuna-bench
+        exp = load_experiment(path, scale=["smollm2", extra])
+        assert exp.name == f"{_raw(path)['name']}-smollm2-{extra}"
+    exp = load_experiment(path, scale="smollm2")
+    assert exp.name == f"{_raw(path)['name']}-smollm2"
+    assert all(r.config.model == "smollm2-135m" and r.group is None for r in exp.runs)
+    assert not exp.claims  # a few steps of a 135M model: the pipeline, not verdicts
 
 
 @pytest.fixture(scope="module")
@@ -338,4 +353,4 @@ def test_cli_scale_and_set(at_root, tmp_path):
     assert "experiment seed004-exo-frontier-smoke " in result.output
     assert "dpo beta=0.25 2 steps x 2 from sft" in result.output and "x 3 prompts x 1 samples" in result.output
     result = runner.invoke(app, ["run", str(path), "--dry-run", "--scale", "tiny", "--store", store])
-    assert result.exit_code == 2 and "no scale 'tiny' (its [scales.*] tables: full, smoke)" in result.output
+    assert result.exit_code == 2 and "no scale 'tiny' (its [scales.*] tables: full, smoke, smollm2)" in result.output

@@ -20,6 +20,9 @@ class Runner(Plan):
         super().__init__(exp, store, progress, echo)
         self.judge_ids: dict[str, str] = {}  # judge spec -> the id its judgments are stored under
         self.baseline_keys: dict[str, str] = {}  # baseline name -> its checkpoint key in generations
+        # the held-out data this experiment's eval measured: a model shared with another experiment (one SFT run) may
+        # also hold metrics on that one's held-out pairs, which this experiment's board must not mix in
+        self.held_out: str | None = None
 
     def run(self) -> None:
         self._store_experiment("running")
@@ -92,13 +95,18 @@ class Runner(Plan):
 
     def _eval(self, models: dict[str, str]) -> None:
         from evalharness.evaluation import EvalConfig, evaluate
+        from leaderboards.selection import HELD_OUT_METRICS, HeldOutKey
 
         e = self.exp.eval
         data = {**dataclasses.asdict(self.exp.runs[0].config.data), **e.data}
         cfg = EvalConfig(checkpoints=list(models.values()), data=data, batch_size=e.batch_size,
                          bootstrap=e.bootstrap, seed=e.seed, prompts=self.exp.generate.prompts)
+        datasets = set()
         for report in evaluate(cfg, self.store, progress=self.progress):
             self.echo(f"eval {report.line()}")
+            datasets |= {HeldOutKey(r.dataset, r.settings.get("max_length"), r.settings.get("max_prompt_length"),
+                                    r.settings.get("prompt_style")) for r in report.rows if r.metric in HELD_OUT_METRICS}
+        self.held_out = datasets.pop().name if len(datasets) == 1 else None
 
     def _judge(self, models: dict[str, str]) -> None:
         from evalharness.generate import resolve_target
@@ -137,7 +145,7 @@ class Runner(Plan):
         sid = sampling_id(canonical(dataclasses.asdict(self.sampling())))
         boards = [build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name), baseline=key,
                                                                        prompt_set=self.exp.generate.prompts,
-                                                                       sampling=sid))
+                                                                       sampling=sid, held_out=self.held_out))
                   for key in keys]
         lines: list[str] = []
         for board in boards:
