@@ -198,11 +198,9 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
 
 
 def _shares_pay(model, seqs: list[Seq]) -> bool:
-    """A prompt repeats, none is empty, and the model continues from a cache it is handed (a DDP wrapper is not
-    used this way: it expects one forward per backward)."""
+    """A prompt repeats, none is empty, and the model continues from a cache it is handed."""
     prompts = {s.prompt for s in seqs}
-    return (len(prompts) < len(seqs) and all(prompts) and not hasattr(model, "module")
-            and _takes(model, "past_key_values") and _takes(model, "position_ids"))
+    return len(prompts) < len(seqs) and all(prompts) and _takes(model, "past_key_values") and _takes(model, "position_ids")
 
 
 def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0,
@@ -224,7 +222,10 @@ def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float 
     p_len = p_attn.sum(-1)
     last = p_len - 1  # the position predicting each prompt's first response token
     keep = torch.unique(last)  # the head runs only where some prompt ends
-    out = model(input_ids=p_ids, attention_mask=p_attn, position_ids=_positions(p_attn), use_cache=True,
+    # A DDP wrapper expects one forward per backward: the prompts go through the module it wraps, the responses
+    # through the wrapper. Each parameter's gradient still reaches the wrapper's hooks once, summed over both.
+    inner = getattr(model, "module", model)
+    out = inner(input_ids=p_ids, attention_mask=p_attn, position_ids=_positions(p_attn), use_cache=True,
                 logits_to_keep=keep)
     first = out.logits[torch.arange(len(prompts), device=device), torch.searchsorted(keep, last)]  # [U, V]
     cache = out.past_key_values
