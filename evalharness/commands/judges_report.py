@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from evalharness.cli import STORE, app, user_errors
+from evalharness.commands import _eval_options as opts
 
 judges_app = typer.Typer(help="Inspect the judges behind the judgments in the store.", no_args_is_help=True)
 app.add_typer(judges_app, name="judges")
@@ -18,13 +19,10 @@ app.add_typer(judges_app, name="judges")
 def report(
     judge: Optional[list[str]] = typer.Option(None, "--judge", help="JUDGE or JUDGE@VERSION; repeat (default: all)."),
     reference: Optional[str] = typer.Option(None, help="Judge whose labels are the reference (human labels, oracle)."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="The prompt set (default: the only one judged)."),
-    turn: Optional[str] = typer.Option(None, help="The turn judged (1, 2, …), or all to pool them (default: the "
-                                              "only one judged)."),
-    temperature: Optional[str] = typer.Option(None, help="The samples' temperature (a number, or a rule such as "
-                                                     "fastchat); default: the only setting judged."),
-    sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
-                                                  "two settings share a temperature."),
+    prompts: Optional[str] = opts.PROMPTS,
+    turn: Optional[str] = opts.TURN,
+    temperature: Optional[str] = opts.TEMPERATURE,
+    sampling: Optional[str] = opts.SAMPLING,
     fmt: str = typer.Option("table", "--format", help="table | md | csv | json."),
     store: Path = STORE,
 ):

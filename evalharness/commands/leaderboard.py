@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from evalharness.cli import STORE, app, user_errors
+from evalharness.commands import _eval_options as opts
 
 
 @app.command()
@@ -16,15 +17,12 @@ def leaderboard(
     judge: Optional[str] = typer.Option(None, help="JUDGE or JUDGE@VERSION (default: the only judge in the store)."),
     baseline: Optional[str] = typer.Option(None, help="Rate every model against this one (key, label or prefix); "
                                                       "default: the runner's baseline, else all opponents pooled."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="The prompt set (default: the only one judged)."),
+    prompts: Optional[str] = opts.PROMPTS,
     template: Optional[str] = typer.Option(None, help="The judge's template (NAME or NAME@HASH), where one judge "
                                                   "used several."),
-    turn: Optional[str] = typer.Option(None, help="The turn judged (1, 2, …), or all to pool them (default: the "
-                                              "only one judged)."),
-    temperature: Optional[str] = typer.Option(None, help="The samples' temperature (a number, or a rule such as "
-                                                     "fastchat); default: the only setting judged."),
-    sampling: Optional[str] = typer.Option(None, help="A sampling setting's id, as a candidate list shows it, where "
-                                                  "two settings share a temperature."),
+    turn: Optional[str] = opts.TURN,
+    temperature: Optional[str] = opts.TEMPERATURE,
+    sampling: Optional[str] = opts.SAMPLING,
     held_out: Optional[str] = typer.Option(None, help="The held-out evaluation of perplexity, agility and margins "
                                                   "(its dataset, as a candidate list shows it)."),
     ties: Optional[str] = typer.Option(None, help="tie (counts half) | exclude | average (the judge's "
