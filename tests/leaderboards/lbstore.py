@@ -79,3 +79,15 @@ def add_run(store: Store, checkpoint: str, run_id: str, name: str, step: int, lo
                           data={}, config={}, code_version="0.1.0+gtest", status="finished", out_dir="runs/x",
                           final_step=step))
     store.add_checkpoint(checkpoint, run_id, step, f"runs/{name}/step-{step}", True)
+
+
+def add_seeded_runs(store: Store, sides=(("a", "dpo"), ("b", "ipo")), seeds: int = 3, step: int = 10) -> None:
+    """Runs ``<loss>-s<k>`` (config equal apart from seed) whose checkpoints are make_store's models ``<side><k>``."""
+    for side, loss in sides:
+        for s in range(seeds):
+            run, name = f"run-{side}{s}", f"{loss}-s{s}"
+            store.upsert_run(dict(run_id=run, name=name, loss=loss, params={}, base_model="tiny-llama",
+                                  init_from=None, data={}, code_version="0.1.0+gtest", status="finished",
+                                  out_dir=f"runs/{name}", final_step=step,
+                                  config={"loss": loss, "lr": 1e-6, "seed": s, "name": name, "out": f"runs/{name}"}))
+            store.add_checkpoint(f"{side}{s}", run, step, f"runs/{name}/step-{step}", True)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from lbstore import add_metric, make_store
+from lbstore import add_metric, add_seeded_runs, make_store
 from typer.testing import CliRunner
 
 from evalharness.cli import app
@@ -22,15 +22,9 @@ def _store(path, extra_baseline=False):
     if extra_baseline:
         pairs += [(PROMPTS[0], f"{side}0", "base2", *WIN) for side in "ab"]
     store = make_store(path, pairs)
-    for side, loss in (("a", "dpo"), ("b", "ipo")):
+    add_seeded_runs(store)
+    for side in "ab":
         for s in range(3):
-            run = f"run-{side}{s}"
-            store.upsert_run(dict(run_id=run, name=f"{loss}-s{s}", loss=loss, params={}, base_model="tiny-llama",
-                                  init_from=None, data={}, code_version="0.1.0+gtest", status="finished",
-                                  out_dir=f"runs/{loss}-s{s}", final_step=10,
-                                  config={"loss": loss, "lr": 1e-6, "seed": s, "name": f"{loss}-s{s}",
-                                          "out": f"runs/{loss}-s{s}"}))
-            store.add_checkpoint(f"{side}{s}", run, 10, f"runs/{loss}-s{s}/step-10", True)
             add_metric(store, f"{side}{s}", "kl", 0.1 + 0.01 * s if side == "a" else 0.3 - 0.01 * s)
     # gold reward: the same per-prompt scores on both sides, up to noise of SD 0.01 -> no difference to find
     rng = np.random.default_rng(0)

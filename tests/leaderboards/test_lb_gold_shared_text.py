@@ -2,7 +2,7 @@
 it under the first generation, so a converged policy that writes the baseline's reviews must still have them scored."""
 
 import pytest
-from lbstore import make_store
+from lbstore import add_seeded_runs, make_store
 
 from evalharness.compare import compare
 from evalharness.hashing import content_hash
@@ -19,15 +19,7 @@ def _store(path):
              for i, p in enumerate(PROMPTS)]
     texts = {(f"{side}{s}", p): f"review {s} of {p}" for side in "ab" for s in range(3) for p in PROMPTS}
     store = make_store(path, pairs, texts=texts)
-    for side, loss in (("a", "dpo"), ("b", "ipo")):
-        for s in range(3):
-            run = f"run-{side}{s}"
-            store.upsert_run(dict(run_id=run, name=f"{loss}-s{s}", loss=loss, params={}, base_model="tiny-llama",
-                                  init_from=None, data={}, code_version="0.1.0+gtest", status="finished",
-                                  out_dir=f"runs/{loss}-s{s}", final_step=10,
-                                  config={"loss": loss, "lr": 1e-6, "seed": s, "name": f"{loss}-s{s}",
-                                          "out": f"runs/{loss}-s{s}"}))
-            store.add_checkpoint(f"{side}{s}", run, 10, f"runs/{loss}-s{s}/step-10", True)
+    add_seeded_runs(store)
     with store.transaction() as con:
         gens = con.execute("SELECT generation_id, prompt_id, text FROM generations WHERE checkpoint LIKE 'a%'").fetchall()
         rows = [(content_hash(["score", p, text]), "oracle", "1", g, p, int(p[1:]) / 12, now()) for g, p, text in gens]
