@@ -84,16 +84,10 @@ def build_tokenizer():
 
 def build_task_model(path: str | Path, seed: int = 0) -> Path:
     """Write ``task-llama`` (random weights from ``seed`` alone; the caller's RNG is untouched) to ``path``."""
-    import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from evalharness.tiny import save_random
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(pad_token_id=0, bos_token_id=1, eos_token_id=2, vocab_size=len(tokenizer), **CONFIG)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.eval()
-    path = Path(path)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_random(AutoModelForCausalLM, config, tokenizer, path, seed)

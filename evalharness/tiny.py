@@ -103,7 +103,6 @@ def build_tiny(arch: str, path: str | Path, seed: int = 0, head: str | None = No
     "sequence-classification" (a reward model); left out, it is sequence-classification exactly when ``num_labels`` is
     given. Weights come from ``seed`` alone (the caller's RNG state is untouched). Returns ``path``.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     arch = normalise_arch(arch)
@@ -116,6 +115,14 @@ def build_tiny(arch: str, path: str | Path, seed: int = 0, head: str | None = No
     if head_dim not in VLLM_HEAD_DIMS:
         warnings.warn(f"tiny {arch}: head dim {head_dim} will not load in vLLM's CPU attention", stacklevel=2)
     auto = AutoModelForCausalLM if head == "causal-lm" else AutoModelForSequenceClassification
+    return save_random(auto, config, tokenizer, path, seed)
+
+
+def save_random(auto, config, tokenizer, path: str | Path, seed: int) -> Path:
+    """Build ``auto.from_config(config)`` in float32 with weights from ``seed`` alone (the caller's RNG state is
+    untouched) and save it with ``tokenizer`` into ``path``."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = auto.from_config(config, dtype=torch.float32)
