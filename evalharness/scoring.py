@@ -180,6 +180,13 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
     start = 0 if keep_logits else _first_response_position(mask, model)
     kwargs = {"logits_to_keep": ids.shape[1] - start} if start else {}
     logits = model(input_ids=ids, attention_mask=attn, use_cache=False, **kwargs).logits[:, :-1]
+    return _forward(logits, labels, mask, temperature, keep_logits, int(attn.sum()), start=start)
+
+
+def _forward(logits, labels, mask, temperature: float, keep_logits: bool, tokens: int, start: int = 0,
+             shared: bool = False) -> Forward:
+    """Per-token log-probs of ``labels`` under ``logits`` (which cover positions ``start:`` of ``mask``), zero off the
+    mask and left-padded with zeros over the first ``start`` positions."""
     if temperature != 1.0:
         logits = logits / temperature
     logp = torch.log_softmax(_at_least_float32(logits), dim=-1).gather(-1, labels[:, start:].unsqueeze(-1)).squeeze(-1)
@@ -193,7 +200,8 @@ def sequence_logps(model, seqs: list[Seq], pad_id: int, temperature: float = 1.0
         lengths=mask.sum(-1).to(logp.dtype),
         labels=labels,
         logits=logits if keep_logits else None,
-        tokens=int(attn.sum()),
+        tokens=tokens,
+        shared=shared,
     )
 
 
@@ -236,20 +244,7 @@ def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float 
     rest = model(input_ids=r_ids, attention_mask=torch.cat([p_attn[row_of], r_attn], 1), position_ids=positions,
                  past_key_values=cache, use_cache=True, logits_to_keep=torch.arange(width, device=device)).logits
     logits = torch.cat([first[row_of, None], rest], 1)  # [N, R, V]: column j predicts response token j
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp = torch.log_softmax(_at_least_float32(logits), dim=-1).gather(-1, r_ids.unsqueeze(-1)).squeeze(-1)
-    logp = logp.masked_fill(~resp, 0.0)
-    return Forward(
-        summed=logp.sum(-1),
-        token_logps=logp,
-        mask=resp,
-        lengths=resp.sum(-1).to(logp.dtype),
-        labels=r_ids,
-        logits=logits if keep_logits else None,
-        tokens=sum(len(s) for s in seqs),
-        shared=True,
-    )
+    return _forward(logits, r_ids, resp, temperature, keep_logits, sum(len(s) for s in seqs), shared=True)
 
 
 def _at_least_float32(logits: Tensor) -> Tensor:
