@@ -4,8 +4,10 @@
 What a disk can hold: the weights are written in the training dtype (bfloat16 runs write bfloat16, half the bytes;
 their float32 master weights then travel in the trainer state), and only the newest checkpoint keeps the trainer
 state: once a newer one is complete, an older one keeps its weights and tokenizer alone (the optimizer state is twice
-the weights under AdamW). A run's final checkpoint keeps its optimizer state but not the float32 master weights of a
-bfloat16 run: nothing is left to train from it. ``keep_last`` bounds how many intermediate checkpoints stay at all.
+the weights under AdamW). A run's final checkpoint holds no optimizer state and no float32 master weights: its run id
+fixes ``max_steps``, so nothing is left to train from it (training on means a new run with ``init_from``). Its small
+trainer state stays, so a run killed right after writing it resumes as finished. ``keep_last`` bounds how many
+intermediate checkpoints stay at all.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def save(out: Path, step: int, model, tokenizer, optimizer, scheduler, loss_stat
         master = None
         if not is_final and dtype is not None and any(q.dtype != dtype for q in model.parameters()):
             master = {n: q.detach().clone() for n, q in model.named_parameters() if q.requires_grad}
-        _save_state(tmp, step, optimizer, scheduler, loss_state, extra, master)
+        _save_state(tmp, step, None if is_final else optimizer, scheduler, loss_state, extra, master)
         if is_final:
             (tmp / FINAL_MARK).touch()
         shutil.rmtree(final, ignore_errors=True)

@@ -223,7 +223,8 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
     last = ckpt.latest_checkpoint(out)
     if last is not None:
         saved = ckpt.load_state(last, acc.unwrap_model(model))
-        sharding.load_optimizer(acc, model, p.optimizer, saved["optimizer"])
+        if "optimizer" in saved:  # a final checkpoint holds none: its run has no step left to train
+            sharding.load_optimizer(acc, model, p.optimizer, saved["optimizer"])
         p.scheduler.load_state_dict(saved["scheduler"])
         state, start_step, resumed = dict(saved["loss_state"]), saved["step"], saved["step"]
         if acc.is_main_process:  # a kill after saving, before the store heard of it, loses no checkpoint row
