@@ -89,6 +89,13 @@ class _Board:
         self.base = meta.get("baseline")
         self.found = groups({k: v for k, v in labels.items() if k != self.base})
         keys = [k for k in self.pairs.models if k != self.base]
+        # The baseline is a configuration too, for what is measured on it alone (perplexity, KL, gold reward,
+        # training curves): "dpo's perplexity is higher than sft's" with sft the baseline. Its win rate against
+        # itself is not measured. A policy configuration of the same name keeps the name.
+        if self.base in labels:
+            for name, members in groups({self.base: labels[self.base]}).items():
+                self.found.setdefault(name, members)
+            keys.append(self.base)
         records = query.metric_records(con, keys)
         spec = selection.HeldOutKey(meta["held_out"], meta.get("max_length"), meta.get("max_prompt_length"),
                                     meta.get("prompt_style")).name if meta.get("held_out") else None
@@ -109,7 +116,7 @@ class _Board:
         """seed -> per-prompt values (an array, or prompt id -> value) or per-step values (step -> value)."""
         side = Side(config, self.found[config])
         if quantity == "win_rate":
-            if self.base is None:
+            if self.base is None or self.base in side.members.values():
                 return None
             return {s: 100.0 * v for s, v in _win_rates(self.pairs, side, self.base).items()}
         if quantity == "gold_reward":

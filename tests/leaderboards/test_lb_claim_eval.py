@@ -60,6 +60,21 @@ def test_win_rate_claims_pair_seeds_and_prompts_against_the_board_baseline(board
     assert out[3].verdict == "inconclusive" and out[3].note == "no configuration named 'ipo' on this board"
 
 
+def test_the_baseline_is_a_configuration_for_what_is_measured_on_it_alone(tmp_path):
+    labels = {"dpo0": "dpo-seed0:10", "dpo1": "dpo-seed1:10", "base": "sft:160"}
+    pairs = [(p, f"dpo{s}", "base", *WIN) for p in PROMPTS for s in (0, 1)]
+    store = make_store(tmp_path / "s.duckdb", pairs, judge="oracle", labels=labels)
+    for ck, value in (("dpo0", 6.0), ("dpo1", 8.0), ("base", 2.5)):
+        add_metric(store, ck, "perplexity", value, ci=(value - 0.5, value + 0.5), n=40)
+    board = build_leaderboard(store.path, LeaderboardConfig(n_resamples=20, baseline="base"))
+    claims = [Claim("dpo's perplexity is higher than sft's", "perplexity", "dpo", "sft", "higher"),
+              Claim("sft wins more than dpo", "win_rate", "sft", "dpo", "higher")]
+    ppl, wins = E.evaluate_on_board(store.path, board.meta, claims, resamples=400)
+    # dpo: the mean of its two seeds, 7.0; sft (the baseline, one checkpoint): 2.5
+    assert ppl.difference == pytest.approx(4.5) and ppl.verdict in ("reproduced", "inconclusive")
+    assert wins.verdict == "inconclusive" and wins.note == "win_rate of sft not measured on this board"
+
+
 def test_stored_verdicts_are_found_again_for_the_board_of_the_experiment(board_store):
     store, board = board_store
     claim = parse_claim({"quantity": "win_rate", "a": "dpo", "relation": "higher", "b": "sft"}, "t")
