@@ -134,6 +134,8 @@ def generate(
                                                                       "KV cache included."),
     max_model_len: Optional[int] = typer.Option(None, help="vllm: context length (default 2048, capped at the "
                                                            "model's)."),
+    ray_address: Optional[str] = typer.Option(None, help="Run the --data-parallel engines as actors on this Ray "
+                                                         "cluster: auto, local or HOST:PORT (needs the ray extra)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     store: Path = STORE,
 ):
@@ -154,7 +156,8 @@ def generate(
         cfg = GenerateConfig(list(checkpoint), prompts, path, limit, n=n, sampling=sampling, backend=backend,
                              reference=reference, max_prompt_length=max_prompt_length, batch_size=batch_size,
                              data_parallel=data_parallel, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                             ray_address=ray_address)
         for report in run_generate(cfg, Store(str(store)), progress=progress):
             typer.echo(escape_controls(report.line()))
 

@@ -54,6 +54,7 @@ class GenerateConfig:
     tensor_parallel_size: int | None = None  # vllm only: GPUs per engine
     gpu_memory_utilization: float | None = None  # vllm only: sizes the KV cache (otherwise a fixed 256 MiB)
     max_model_len: int | None = None  # vllm only: None keeps the backend's 2048, capped at the model's maximum
+    ray_address: str | None = None  # the engines run as actors on this Ray cluster ("auto", "local", host:port)
 
     def __post_init__(self):
         from evalharness import limits
@@ -76,7 +77,7 @@ class GenerateConfig:
 
 
 VLLM_ONLY = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
-ENGINE_SETTINGS = ("data_parallel", "dtype", *VLLM_ONLY)  # the same keys in an experiment's [generate]
+ENGINE_SETTINGS = ("data_parallel", "dtype", *VLLM_ONLY, "ray_address")  # the same keys in an experiment's [generate]
 
 
 def check_engine(cfg) -> None:
@@ -92,6 +93,9 @@ def check_engine(cfg) -> None:
     u = cfg.gpu_memory_utilization
     if u is not None and not (isinstance(u, (int, float)) and not isinstance(u, bool) and 0 < u <= 1):
         raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {u!r}")
+    from evalharness.generation.ray_parallel import check_ray_address
+
+    check_ray_address(cfg.ray_address)
 
 
 def engine_kwargs(cfg: GenerateConfig, backend: str) -> dict[str, Any]:
@@ -108,9 +112,15 @@ def engine_kwargs(cfg: GenerateConfig, backend: str) -> dict[str, Any]:
 
 
 def open_generator(backend: str, model_path: str, cfg: GenerateConfig, kw: dict[str, Any]):
-    """One engine in this process, or ``cfg.data_parallel`` engines in worker processes behind the same contract."""
+    """One engine in this process, or ``cfg.data_parallel`` engines in worker processes or Ray actors behind the same
+    contract."""
     from evalharness.generation.backends import load_generator
 
+    if cfg.ray_address is not None:  # even one engine: the cluster may be where the GPUs are
+        from evalharness.generation.ray_parallel import RayGenerator
+
+        return RayGenerator(cfg.ray_address, cfg.data_parallel, backend, model_path,
+                            cfg.tensor_parallel_size or 1, **kw)
     if cfg.data_parallel == 1:
         return load_generator(backend, model_path, **kw)
     import torch
@@ -224,6 +234,13 @@ def turns_of(prompt: Prompt) -> list[str]:
 
 
 def generate(cfg: GenerateConfig, store: Store, progress: bool = True) -> list[Report]:
+    from evalharness.generation.ray_parallel import ray_session
+
+    with ray_session(cfg.ray_address, cfg.data_parallel, cfg.tensor_parallel_size or 1):
+        return _generate(cfg, store, progress)
+
+
+def _generate(cfg: GenerateConfig, store: Store, progress: bool) -> list[Report]:
     from evalharness.generation.backends import resolve_backend
 
     prompts = load_prompt_set(cfg)  # bad input fails here, before anything is written

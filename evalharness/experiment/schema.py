@@ -155,6 +155,7 @@ class GenerateSpec:
     tensor_parallel_size: int | None = None
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
+    ray_address: str | None = None
 
     def __post_init__(self):
         from evalharness.generate import check_engine
