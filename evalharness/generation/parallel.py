@@ -65,6 +65,33 @@ def _worker(conn, backend: str, model_path: str, kwargs: dict, devices: str | No
     generator.close()
 
 
+def deal(requests: list[Request], n: int) -> list[list[Request]]:
+    """Requests dealt round-robin over ``n`` engines: shard ``i`` is ``requests[i::n]``."""
+    return [requests[i::n] for i in range(n)]
+
+
+def gather(total: int, n: int, results, progress=None) -> list[Sample]:
+    """The samples of ``total`` dealt requests in request order. ``results`` yields ``(i, get)`` for every busy shard,
+    in the order they finish; ``get()`` returns shard ``i``'s samples or raises RuntimeError. Every shard is collected
+    before the first error is raised, so no engine is left mid-call."""
+    out: list[Sample | None] = [None] * total
+    error = None
+    for i, get in results:
+        try:
+            samples = get()
+        except RuntimeError as e:
+            error = error or e
+            continue
+        out[i::n] = samples
+        if progress is not None:
+            from evalharness.generation.hf import report_progress
+
+            report_progress(progress, sum(s is not None for s in out), len(samples))
+    if error is not None:
+        raise error
+    return out
+
+
 class ParallelGenerator:
     """The Generator contract over ``workers`` processes, each running ``load_generator(backend, model_path, **kw)``."""
 
@@ -98,26 +125,13 @@ class ParallelGenerator:
 
     def generate(self, requests: list[Request], sampling: Sampling, progress=None) -> list[Sample]:
         n = len(self._workers)
-        shards = [requests[i::n] for i in range(n)]
-        busy = [i for i in range(n) if shards[i]]
-        for i in busy:
-            self._workers[i][0].send((shards[i], sampling))
-        out: list[Sample | None] = [None] * len(requests)
-        error = None
-        for i in busy:  # every busy worker is read before raising, so none is left holding an unread answer
-            try:
-                samples = self._receive(i, self._workers[i][0])
-            except RuntimeError as e:
-                error = error or e
-                continue
-            out[i::n] = samples
-            if progress is not None:
-                from evalharness.generation.hf import report_progress
-
-                report_progress(progress, sum(s is not None for s in out), len(samples))
-        if error is not None:
-            raise error
-        return out
+        busy = [i for i, shard in enumerate(deal(requests, n)) if shard]
+        for i, shard in enumerate(deal(requests, n)):
+            if shard:
+                self._workers[i][0].send((shard, sampling))
+        # every busy worker is read before raising, so none is left holding an unread answer
+        return gather(len(requests), n, ((i, lambda i=i: self._receive(i, self._workers[i][0])) for i in busy),
+                      progress)
 
     def close(self) -> None:
         for conn, _ in self._workers:

@@ -126,27 +126,19 @@ class RayGenerator:
             raise RuntimeError(f"generation actor {i} failed: {str(e).strip().splitlines()[-1]}") from None
 
     def generate(self, requests: list[Request], sampling: Sampling, progress=None) -> list[Sample]:
-        n = len(self._actors)
-        shards = [requests[i::n] for i in range(n)]
-        pending = {self._actors[i].generate.remote(shards[i], sampling): i for i in range(n) if shards[i]}
-        out: list[Sample | None] = [None] * len(requests)
-        error = None
-        while pending:  # every shard is awaited before raising, so no actor is left mid-call
-            [ref], _ = self._ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ref)
-            try:
-                samples = self._get(i, ref)
-            except RuntimeError as e:
-                error = error or e
-                continue
-            out[i::n] = samples
-            if progress is not None:
-                from evalharness.generation.hf import report_progress
+        from evalharness.generation.parallel import deal, gather
 
-                report_progress(progress, sum(s is not None for s in out), len(samples))
-        if error is not None:
-            raise error
-        return out
+        n = len(self._actors)
+        pending = {self._actors[i].generate.remote(shard, sampling): i
+                   for i, shard in enumerate(deal(requests, n)) if shard}
+
+        def finished():
+            while pending:
+                [ref], _ = self._ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ref)
+                yield i, lambda i=i, ref=ref: self._get(i, ref)
+
+        return gather(len(requests), n, finished(), progress)
 
     def close(self) -> None:
         ray = self._ray
