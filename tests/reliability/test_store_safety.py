@@ -70,6 +70,9 @@ def test_a_full_disk_while_judging_is_one_line_and_leaves_the_store_as_it_was(tm
 def test_a_full_disk_while_training_is_one_line_and_resumes_when_there_is_space(tmp_path, limit, writer):
     args = ["train", "--loss", "dpo", "--limit", "8", "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
             "--max-prompt-length", "32", "--name", "full", "--no-progress", "--store", "s.duckdb"]
+    # The final checkpoint holds no optimizer state: the torch.save case fails on the step-1 checkpoint, which does.
+    step = 2 if writer == "safetensors" else 1
+    args += [] if writer == "safetensors" else ["--save-every", "1"]
     from evalharness.models import resolve_model
 
     resolve_model("tiny-llama")  # in the model cache before the disk fills
@@ -79,7 +82,7 @@ def test_a_full_disk_while_training_is_one_line_and_resumes_when_there_is_space(
     assert full.returncode == 2, full.stderr
     err = full.stderr.strip()
     assert "\n" not in err and "Traceback" not in err, err
-    assert err.startswith("error: runs/full/checkpoint-000002: could not write ("), err
+    assert err.startswith(f"error: runs/full/checkpoint-00000{step}: could not write ("), err
     assert ("File too large" if writer == "safetensors" else "unexpected pos") in err, err
     assert "is the disk full or read-only?" in err
     assert files_under(tmp_path / "runs") == ["full/config.json"]  # the half-written checkpoint is gone
