@@ -29,7 +29,7 @@ def _run(args, cwd):
         (["train", "--loss", "dpo", "--set", "beta=abc"], "parameter 'beta' expects float, got 'abc'"),
         (["train", "--loss", "dpo", "--set", "beta=-1"], "beta must be > 0"),
         (["train", "--loss", "dpo", "--data", "hh-rlhff"], "unknown dataset 'hh-rlhff'; did you mean 'hh-rlhf'?"),
-        (["train", "--loss", "dpo", "--model", "tiny-lama"], "unknown model 'tiny-lama'; did you mean 'tiny-llama'?"),
+        (["train", "--loss", "dpo", "--model", "tiny-lama"], "unknown model 'tiny-lama'; did you mean 'tiny-llama' or 'task-llama'?"),
         (["train", "--loss", "sft->dpo", "--set", "kto.beta=1"], "no loss 'kto' in 'sft->dpo'"),
         (["train", "--loss", "dpo", "--optimizer", "sgd"], "optimizer must be adamw or rmsprop"),
         (["ls", "lossess"], "unknown registry 'lossess'"),

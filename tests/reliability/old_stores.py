@@ -29,6 +29,7 @@ VERSIONS = {
     5: ("fb207b3", ["train", "generate", "judge"]),
     6: ("7933855", ["train", "generate", "judge"]),
     8: ("81b8f36", ["train", "generate", "judge"]),
+    9: ("424cf7d", ["train", "generate", "judge"]),
 }
 # Schemas no commit had on their own: 1 (the first commit with a store had 2) and 7 (7 and 8 came in one commit).
 UNRELEASED = {1, 7}
