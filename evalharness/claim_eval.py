@@ -84,7 +84,7 @@ class _Board:
                                         selection.parse_turn(turns if "," not in turns and turns else
                                                              ("all" if turns else None)),
                                         None, meta.get("sampling_id"))
-        self.pairs = query.load_pairs(con, variant, key=self.key)
+        self.pairs = query.load_pairs(con, variant, key=self.key, only=meta.get("models"))
         labels = {k: i.label for k, i in query.model_info(con, variant, None, self.pairs.models, self.key).items()}
         self.base = meta.get("baseline")
         self.found = groups({k: v for k, v in labels.items() if k != self.base})

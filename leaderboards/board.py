@@ -72,7 +72,7 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                 selection.metrics_meta(samples, held))
         variant = query.select_judge(variants, cfg.judge, cfg.prompt_set, cfg.template)
         key = selection.choose_key(con, variant, cfg.prompt_set, cfg.turn, cfg.temperature, cfg.sampling)
-        pairs = query.load_pairs(con, variant, key=key)
+        pairs = query.load_pairs(con, variant, key=key, only=cfg.models)
         if not len(pairs.a):
             raise LeaderboardError(f"judge {variant.name} has no pair with a valid verdict on {key.prompt_set!r}")
         info = query.model_info(con, variant, None, pairs.models, key)
@@ -189,6 +189,8 @@ def board_from_pairs(pairs: query.PairTable, info: dict[str, query.ModelInfo],
         "single_order_pairs": pairs.single_order_pairs, "code_version": version,
         "notes": board_notes(cfg, baseline is not None, ties, own_ties, int((~usable).sum()), lc_how, rows),
     }
+    if cfg.models is not None:  # what a claim evaluated on this board reads again (``evalharness.claim_eval``)
+        meta["models"] = sorted(cfg.models)
     if cfg.bt_games == "arena-hard":
         meta["notes"].append("BT games (arena-hard, arena-hard-auto's show_result.py): each valid order is a game, a "
                              f"strong verdict ([[A>>B]]) counts {stats.STRONG_WEIGHT} games, a tie half a win each")

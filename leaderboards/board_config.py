@@ -30,6 +30,9 @@ class LeaderboardConfig:
     held_out: str | None = None  # the held-out evaluation of perplexity, agility and margins
     bt_games: str = "pairs"  # "arena-hard": each order a game, a strong verdict three (``stats.arena_hard_games``)
     per_seed: bool = False  # True: a row per seed replicate, as boards were before replicates were combined
+    # Only the pairs between these checkpoint keys (an experiment's own models, in a store other experiments share);
+    # None: every model judged under the evaluation.
+    models: tuple[str, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "turn", selection.parse_turn(self.turn))

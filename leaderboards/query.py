@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,11 +226,15 @@ def combined_pairs_sql(variant: JudgeVariant, prompt_set: str | None,
     return COMBINED_PAIRS.format(orders=ORDER_SCORES.format(selection=selection)), params
 
 
-def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: EvalKey | None = None) -> PairTable:
-    """The variant's combined pairs as arrays (of one evaluation, with ``key``); model and prompt indices are
-    assigned in SQL (dense ranks)."""
+def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: EvalKey | None = None,
+               only: Sequence[str] | None = None) -> PairTable:
+    """The variant's combined pairs as arrays (of one evaluation, with ``key``; with ``only``, the pairs between
+    those models alone); model and prompt indices are assigned in SQL (dense ranks)."""
     pairs_sql, params = combined_pairs_sql(variant, prompt_set, key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE lb_pairs AS {pairs_sql}", params)
+    if only is not None:
+        con.execute("DELETE FROM lb_pairs WHERE NOT (list_contains(?, model_a) AND list_contains(?, model_b))",
+                    [list(only), list(only)])
     orders, invalid, unusable, single = con.execute(
         "SELECT coalesce(sum(n_valid + n_invalid), 0), coalesce(sum(n_invalid), 0), "
         "count(*) FILTER (WHERE n_valid = 0), count(*) FILTER (WHERE n_valid = 1) FROM lb_pairs").fetchone()

@@ -23,6 +23,7 @@ class Runner(Plan):
         # the held-out data this experiment's eval measured: a model shared with another experiment (one SFT run) may
         # also hold metrics on that one's held-out pairs, which this experiment's board must not mix in
         self.held_out: str | None = None
+        self.board_models: tuple[str, ...] = ()  # the checkpoint keys this experiment judged (set by its judge step)
 
     def run(self) -> None:
         self._store_experiment("running")
@@ -116,6 +117,10 @@ class Runner(Plan):
         for baseline in j.baselines:
             self.baseline_keys[baseline] = (f"{REFERENCE}:{g.prompts}" if baseline == REFERENCE
                                             else resolve_target(models[baseline], self.store, None).key)
+        # The board shows this experiment's models alone: a store other experiments share holds their pairs under
+        # the same judge, prompts and baseline too.
+        self.board_models = tuple(sorted({resolve_target(spec, self.store, None).key for spec in models.values()}
+                                         | set(self.baseline_keys.values())))
         for e in j.entries:
             bound = self.bound_judge(e.spec)
             for i, baseline in enumerate(j.baselines):
@@ -145,7 +150,8 @@ class Runner(Plan):
         sid = sampling_id(canonical(dataclasses.asdict(self.sampling())))
         boards = [build_leaderboard(self.store.path, LeaderboardConfig(self.judge_ids.get(name, name), baseline=key,
                                                                        prompt_set=self.exp.generate.prompts,
-                                                                       sampling=sid, held_out=self.held_out))
+                                                                       sampling=sid, held_out=self.held_out,
+                                                                       models=self.board_models or None))
                   for key in keys]
         lines: list[str] = []
         for board in boards:
