@@ -231,10 +231,10 @@ def load_pairs(con, variant: JudgeVariant, prompt_set: str | None = None, key: E
     """The variant's combined pairs as arrays (of one evaluation, with ``key``; with ``only``, the pairs between
     those models alone); model and prompt indices are assigned in SQL (dense ranks)."""
     pairs_sql, params = combined_pairs_sql(variant, prompt_set, key)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE lb_pairs AS {pairs_sql}", params)
     if only is not None:
-        con.execute("DELETE FROM lb_pairs WHERE NOT (list_contains(?, model_a) AND list_contains(?, model_b))",
-                    [list(only), list(only)])
+        pairs_sql = (f"SELECT * FROM ({pairs_sql}) WHERE list_contains(?, model_a) AND list_contains(?, model_b)")
+        params = [*params, list(only), list(only)]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE lb_pairs AS {pairs_sql}", params)
     orders, invalid, unusable, single = con.execute(
         "SELECT coalesce(sum(n_valid + n_invalid), 0), coalesce(sum(n_invalid), 0), "
         "count(*) FILTER (WHERE n_valid = 0), count(*) FILTER (WHERE n_valid = 1) FROM lb_pairs").fetchone()
