@@ -125,10 +125,10 @@ class ParallelGenerator:
 
     def generate(self, requests: list[Request], sampling: Sampling, progress=None) -> list[Sample]:
         n = len(self._workers)
-        busy = [i for i, shard in enumerate(deal(requests, n)) if shard]
-        for i, shard in enumerate(deal(requests, n)):
-            if shard:
-                self._workers[i][0].send((shard, sampling))
+        shards = deal(requests, n)
+        busy = [i for i, shard in enumerate(shards) if shard]
+        for i in busy:
+            self._workers[i][0].send((shards[i], sampling))
         # every busy worker is read before raising, so none is left holding an unread answer
         return gather(len(requests), n, ((i, lambda i=i: self._receive(i, self._workers[i][0])) for i in busy),
                       progress)
