@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from evalharness import packing
 from evalharness.data.types import PreferencePair, PromptText, ScoredSamples
 
 
@@ -237,14 +238,37 @@ def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float 
                 logits_to_keep=keep)
     first = out.logits[torch.arange(len(prompts), device=device), torch.searchsorted(keep, last)]  # [U, V]
     cache = out.past_key_values
-    cache.reorder_cache(row_of)  # a copy of its prompt's keys/values per sequence (index_select keeps the graph)
     r_ids, r_attn, resp = (t.to(device) for t in collate([Seq((), s.response) for s in seqs], pad_id))
+    rows = _packed_rows(inner, cache, row_of, p_len, seqs)
+    if rows is not None:  # responses of several prompts share a row, each seeing its own prompt alone
+        pk = packing.layout(rows, row_of.tolist(), p_len.tolist(), p_ids.shape[1], [s.response for s in seqs],
+                            pad_id, device)
+        packing.pack_cache(cache, pk.prompt_index)
+        packed = model(input_ids=pk.ids, attention_mask=pk.mask, position_ids=pk.positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=pk.keep).logits
+        rest = packed.reshape(-1, packed.shape[-1])[pk.gather]  # [N, R-1, V], back in one-response-per-row layout
+        logits = torch.cat([first[row_of, None], rest], 1)
+        return _forward(logits, r_ids, resp, temperature, keep_logits, sum(len(s) for s in seqs), shared=True)
+    cache.reorder_cache(row_of)  # a copy of its prompt's keys/values per sequence (index_select keeps the graph)
     positions = p_len[row_of, None] + torch.arange(r_ids.shape[1], device=device)
     width = r_ids.shape[1] - 1  # the last response position predicts nothing
     rest = model(input_ids=r_ids, attention_mask=torch.cat([p_attn[row_of], r_attn], 1), position_ids=positions,
                  past_key_values=cache, use_cache=True, logits_to_keep=torch.arange(width, device=device)).logits
     logits = torch.cat([first[row_of, None], rest], 1)  # [N, R, V]: column j predicts response token j
     return _forward(logits, r_ids, resp, temperature, keep_logits, sum(len(s) for s in seqs), shared=True)
+
+
+def _packed_rows(model, cache, row_of: Tensor, p_len: Tensor, seqs: list[Seq]) -> list[list[int]] | None:
+    """The packed layout of the responses (``packing.plan``), or ``None``: one response per row costs no more, or the
+    model's attention or cache would not honour a block mask (flash kernels, sliding windows)."""
+    from transformers.cache_utils import DynamicLayer
+
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) not in ("sdpa", "eager"):
+        return None
+    if not all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", ())) or not cache.layers:
+        return None
+    per_token, per_pair = packing.costs(model)
+    return packing.plan(row_of.tolist(), p_len.tolist(), [len(s.response) for s in seqs], per_token, per_pair)
 
 
 def _at_least_float32(logits: Tensor) -> Tensor:
