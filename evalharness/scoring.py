@@ -244,8 +244,8 @@ def shared_prompt_logps(model, seqs: list[Seq], pad_id: int, temperature: float 
         pk = packing.layout(rows, row_of.tolist(), p_len.tolist(), p_ids.shape[1], [s.response for s in seqs],
                             pad_id, device)
         packing.pack_cache(cache, pk.prompt_index)
-        packed = model(input_ids=pk.ids, attention_mask=pk.mask, position_ids=pk.positions, past_key_values=cache,
-                       use_cache=True, logits_to_keep=pk.keep).logits
+        packed = model(input_ids=pk.ids, attention_mask=_block_mask(inner, pk.mask, first.dtype), position_ids=pk.positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=pk.keep).logits
         rest = packed.reshape(-1, packed.shape[-1])[pk.gather]  # [N, R-1, V], back in one-response-per-row layout
         logits = torch.cat([first[row_of, None], rest], 1)
         return _forward(logits, r_ids, resp, temperature, keep_logits, sum(len(s) for s in seqs), shared=True)
@@ -269,6 +269,14 @@ def _packed_rows(model, cache, row_of: Tensor, p_len: Tensor, seqs: list[Seq]) -
         return None
     per_token, per_pair = packing.costs(model)
     return packing.plan(row_of.tolist(), p_len.tolist(), [len(s.response) for s in seqs], per_token, per_pair)
+
+
+def _block_mask(model, mask: Tensor, dtype) -> Tensor:
+    """``mask`` as the attention takes a custom 4D mask: sdpa a boolean one (True attends), eager adds it to the
+    scores (0 or the dtype's lowest value)."""
+    if model.config._attn_implementation == "sdpa":
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
 def _at_least_float32(logits: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from evalharness import scoring
+from evalharness import packing, scoring
 from evalharness.plugins import registry
 from evalharness.scoring import KExample, PairExample, Seq
 from trainers.loop import build_inputs
@@ -27,6 +27,7 @@ AUG = (7, 8, 9)  # a prompt prefix p for the prompt-augmented losses
 K_EXAMPLES = [KExample("k1", [Seq(P1, (100, 101)), Seq(P1, (102,)), Seq(P1, (103, 104, 105))], [1.0, 0.0, 0.5]),
               KExample("k2", [Seq(P3, (110,)), Seq(P3, (111, 112)), Seq(P3, (113, 114, 115, 116))], [0.2, 0.9, 0.1])]
 LOSSES = [n for n in registry("losses").names() if "reward_head" not in registry("losses").get(n).needs]
+SHARES_PAY, PACKED_ROWS = scoring._shares_pay, scoring._packed_rows
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,10 @@ def _augmented(ex: PairExample) -> PairExample:
     return PairExample(ex.id, ex.chosen, ex.rejected, aug(ex.chosen), aug(ex.rejected))
 
 
-def _run(spec, batch, policy, reference, share: bool, monkeypatch):
+def _run(spec, batch, policy, reference, share: bool, monkeypatch, pack: bool = True):
     """Loss values and the policy's gradients, through the loop's own input builder."""
-    monkeypatch.setattr(scoring, "_shares_pay", scoring._shares_pay if share else (lambda model, seqs: False))
+    monkeypatch.setattr(scoring, "_shares_pay", SHARES_PAY if share else (lambda model, seqs: False))
+    monkeypatch.setattr(scoring, "_packed_rows", PACKED_ROWS if pack else (lambda *a: None))
     params = spec.make_params({})
     p = Prepared(accelerator=SimpleNamespace(device=torch.device("cpu")), model=policy, reference=reference,
                  tokenizer=None, optimizer=None, scheduler=None, examples=[], lengths=[], pad_id=0, cache=None,
@@ -66,25 +68,30 @@ def _run(spec, batch, policy, reference, share: bool, monkeypatch):
     return out.losses.detach(), grads, tokens, widths
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "row-per-response"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_shared_prompts_give_the_concatenated_losses_and_gradients(loss, models, monkeypatch):
+def test_shared_prompts_give_the_concatenated_losses_and_gradients(loss, pack, models, monkeypatch):
+    """Both layouts of the responses: packed several to a row (what these batches choose) and one per row."""
     policy, reference = models
     spec = registry("losses").get(loss)
     if "k_samples" in spec.needs:
         batch = K_EXAMPLES
     else:
         batch = [_augmented(ex) for ex in PAIRS + [DIALOGUE]] if "prompt_augmented" in spec.needs else PAIRS
-    forwards = []
+    forwards, layouts = [], []
     hook = policy.register_forward_hook(lambda mod, args, kw, out: forwards.append(kw["input_ids"].shape),
                                         with_kwargs=True)
+    real_layout = packing.layout
+    monkeypatch.setattr(packing, "layout", lambda rows, *a: layouts.append(rows) or real_layout(rows, *a))
     try:
-        shared = _run(spec, batch, policy, reference, True, monkeypatch)
+        shared = _run(spec, batch, policy, reference, True, monkeypatch, pack)
         n_shared = len(forwards)
         plain = _run(spec, batch, policy, reference, False, monkeypatch)
     finally:
         hook.remove()
     # the shared path ran: its policy forwards are prompt-only (one row per distinct prompt) then responses
     assert n_shared > len(forwards) - n_shared and forwards[0][0] < 2 * len(batch)
+    assert bool(layouts) == pack  # these batches pay for packing: the packed layout ran, or it was switched off
     assert torch.allclose(shared[0], plain[0], atol=1e-5, rtol=0), (shared[0], plain[0])
     for a, b in zip(shared[1], plain[1]):
         assert torch.allclose(a, b, atol=1e-5, rtol=0)
