@@ -130,9 +130,16 @@ class Profile:
 
 def run_evalharness(spec: dict) -> dict:
     import trainers.refcache as refcache
+    import trainers.refhidden as refhidden
 
     builds: list = []
     fill = refcache.ReferenceCache.fill
+    fill_hidden = refhidden.ReferenceHidden.fill
+
+    def observed_fill_hidden(self, *args, **kwargs):
+        report = fill_hidden(self, *args, **kwargs)
+        builds.append((report, 0.0))  # the reference model is loaded before, by the setup, as for the live forward
+        return report
 
     def observed_fill(self, load_model, *args, **kwargs):
         loads = []
@@ -151,12 +158,14 @@ def run_evalharness(spec: dict) -> dict:
     # loads the reference model itself (a warm cache never loads it); TRL loads it before training, outside its
     # precompute, so the load is timed apart and left out of the build time.
     refcache.ReferenceCache.fill = observed_fill
+    refhidden.ReferenceHidden.fill = observed_fill_hidden
     return {mode: _train_evalharness(spec, mode, builds) for mode in spec["modes"]}
 
 
 def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
-    """``mode``: "cache", "live", or "concat" (the cache, with every sequence's prompt computed in its own row, as
-    before prompts were shared: the side-by-side measure of that change)."""
+    """``mode``: "cache", "live", "concat" (the cache, with every sequence's prompt computed in its own row, as
+    before prompts were shared: the side-by-side measure of that change), or "hcache" (the cache setting for a loss
+    that needs reference logits: the reference's final hidden states cached, its head run each step)."""
     from evalharness import scoring
     from evalharness.store import Store
     from trainers.loop import StopTraining, train
@@ -177,6 +186,8 @@ def _train_evalharness(spec: dict, mode: str, builds: list) -> dict:
         train(train_config(spec, reference_cache=mode != "live"), store, progress=False, on_step=on_step)
     except StopTraining:
         pass
+    if mode == "hcache" and not builds:
+        raise SystemExit("hcache: the run took no cached hidden states (see its stderr line): nothing to measure")
     if mode != "live":
         rec.ref_precompute_s = sum(r.seconds - load for r, load in builds if r.computed)
         rec.ref_load_s = sum(load for _, load in builds)

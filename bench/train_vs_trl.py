@@ -6,8 +6,9 @@
 Losses. ``dpo`` (TRL ``loss_type=["sigmoid"]``) and ``ipo`` (TRL ``loss_type=["ipo"]``, evalharness ``reduction=mean``,
 which is TRL's form) run on both trainers, evalharness with and without its reference cache, TRL with
 ``precompute_ref_log_probs`` on and off. TRL has no ExMATE and no ε-DPO: ``exmate`` (no reference model) and ``e-dpo``
-(a live reference forward with full logits, which no cache can replace) run on evalharness alone and are compared with
-evalharness's own DPO from the same run.
+(the reference's full logits each step: from a live reference forward, ``eh-live``, or from its LM head on its final
+hidden states cached before training, ``eh-hcache``) run on evalharness alone and are compared with evalharness's own
+DPO from the same run.
 
 What is held equal. The pairs are tokenised once, by evalharness (its prompt rendering and truncation rule); TRL
 receives those token ids (its own tokenisation is bypassed) and a sampler that replays evalharness's length-bucketed
@@ -69,6 +70,7 @@ CONFIGS = {  # side-mode -> (trainer, reference mode shown in the table)
     "eh-live": ("evalharness", "live reference forward"),
     "eh-concat": ("evalharness", "cache; prompt not shared"),
     "eh-noref": ("evalharness", "none (no reference model)"),
+    "eh-hcache": ("evalharness", "head on cached hidden states"),
     "trl-precompute": ("TRL DPOTrainer", "precompute_ref_log_probs=True"),
     "trl-live": ("TRL DPOTrainer", "precompute_ref_log_probs=False"),
 }
@@ -77,7 +79,8 @@ LOSS_CONFIGS = {
     "dpo": ["eh-cache", "eh-live", "trl-precompute", "trl-live", "eh-concat"],
     "ipo": ["eh-cache", "eh-live", "trl-precompute", "trl-live", "eh-concat"],
     "exmate": ["eh-noref"],
-    "e-dpo": ["eh-live"],  # needs the reference's full logits every step: nothing to cache
+    # needs the reference's full logits every step: a live forward, or its head on cached final hidden states
+    "e-dpo": ["eh-hcache", "eh-live"],
 }
 
 

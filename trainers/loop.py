@@ -394,10 +394,7 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
         inp.policy_chosen_token_logps, inp.policy_rejected_token_logps = fwd.token_logps[:b], fwd.token_logps[b:]
         inp.chosen_mask, inp.rejected_mask = fwd.mask[:b], fwd.mask[b:]
     if live_logits:
-        with torch.no_grad():
-            # the same layout as the policy's logits, position for position
-            score = shared_prompt_logps if fwd.shared else sequence_logps
-            ref = score(p.reference, seqs, pad, temperature, keep_logits=True)
+        ref = _reference_logits(p, seqs, fwd, temperature)
         inp.policy_chosen_logits, inp.policy_rejected_logits = fwd.logits[:b], fwd.logits[b:]
         inp.reference_chosen_logits, inp.reference_rejected_logits = ref.logits[:b], ref.logits[b:]
         inp.chosen_labels, inp.rejected_labels = fwd.labels[:b], fwd.labels[b:]
@@ -413,6 +410,16 @@ def build_inputs(needs, batch, p: Prepared, state: dict[str, float], temperature
         inp.augmented_policy_chosen_logps, inp.augmented_policy_rejected_logps = pol[:b], pol[b:]
         inp.augmented_reference_chosen_logps, inp.augmented_reference_rejected_logps = ref_aug[:b], ref_aug[b:]
     return inp, fwd.tokens
+
+
+def _reference_logits(p: Prepared, seqs, fwd, temperature):
+    """The reference's logits and summed log-probs of ``seqs``, laid out as the policy's ``fwd``, position for
+    position: its head on cached hidden states where the run has them (``trainers.refhidden``), else a forward."""
+    if p.hidden is not None:
+        return p.hidden.lookup(seqs, fwd.mask)
+    with torch.no_grad():
+        score = shared_prompt_logps if fwd.shared else sequence_logps
+        return score(p.reference, seqs, p.pad_id, temperature, keep_logits=True)
 
 
 def _reference(p: Prepared, seqs, temperature) -> torch.Tensor:

@@ -16,7 +16,7 @@ from evalharness.checkpoints import checkpoint_path
 from evalharness.config import ConfigError, TrainConfig
 from evalharness.store import Store
 from trainers import checkpointing as ckpt
-from trainers import sharding
+from trainers import refhidden, sharding
 from trainers.batching import example_length
 from trainers.refcache import CacheReport, ReferenceCache
 from trainers.spec import LossSpec
@@ -37,6 +37,7 @@ class Prepared:
     cache_report: CacheReport | None
     truncated: int
     skipped: int
+    hidden: refhidden.ReferenceHidden | None = None  # the reference's logits from cached hidden states (reference is then None)
 
 
 def resolve_start(cfg: TrainConfig, store: Store) -> str:
@@ -114,7 +115,15 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if reward and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = pad_id
-    cache, report = None, None
+    cache, report, hidden = None, None, None
+    if reference is not None:
+        # the fill runs the reference as the step would (bf16 autocast included), on the device it would run on
+        hidden, report = refhidden.build(
+            reference.to(acc.device), spec, cfg.reference_cache, [s for ex in tok.examples for s in _seqs(ex)],
+            pad_id, batch_size=max(2 * cfg.batch_size, 8), temperature=cfg.logit_temperature,
+            autocast=lambda: torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16"))
+        if hidden is not None:
+            reference = None  # the head lives on in the cache; the rest of the reference is not needed again
     if cacheable(spec, cfg):
         # The key comes from the weight files, so a warm cache never loads the reference model at all.
         cache = ReferenceCache(store, model_fingerprint(ref_path), cfg.logit_temperature)
@@ -135,7 +144,8 @@ def prepare(cfg: TrainConfig, spec: LossSpec, params, store: Store, out: Path, p
     if reference is not None:
         reference = reference.to(acc.device)
     return Prepared(acc, model, reference, tokenizer, optimizer, scheduler, tok.examples,
-                    [example_length(e) for e in tok.examples], pad_id, cache, report, tok.truncated, len(tok.skipped))
+                    [example_length(e) for e in tok.examples], pad_id, cache, report, tok.truncated, len(tok.skipped),
+                    hidden)
 
 
 def _seqs(ex):
