@@ -27,9 +27,10 @@ from typing import Any
 from evalharness import evalkey, pair_sampling
 from evalharness.config import ConfigError
 from evalharness.hashing import content_hash
+from evalharness.judging_window import Writer, account, cached_verdicts, judge_window, row, submitter
 from evalharness.rating import PromptInfo, earlier_answers
 from evalharness.store import Store, now
-from evalharness.store_rows import GenerationRecord, JudgmentRecord, ScoreRecord, score_key
+from evalharness.store_rows import GenerationRecord, ScoreRecord, score_key
 from judges.base import Comparison, Judge, Verdict, can_rate, can_score, verdict_from_scores
 
 REFERENCE = "reference"
@@ -374,8 +375,6 @@ def _not_stored(store: Store, tasks: list[Task], report: Report) -> list[Task]:
 
 
 def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, report: Report, progress: bool):
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm.auto import tqdm
 
     if not todo:
@@ -383,22 +382,15 @@ def _judge_tasks(store: Store, judge_obj: Judge, todo: list[Task], chunk: int, r
     bar = tqdm(total=len(todo), desc=f"judging with {judge_obj.id}", unit="judgment", disable=not progress)
     # Verdicts of the same texts already stored (other pairs, other runs) are read once for the whole run, and what
     # this run answers joins them as it goes: each chunk then costs the store one write, not a read and a write.
-    cached = _cached_verdicts(store, list({t.cache_key: None for t in todo}))
-    # A chunk's rows are written on one writer thread while the next chunk's requests are in flight; at most one write
-    # is pending, each waits for the one before, and an interruption waits for the pending one (nothing half-judged
-    # is lost beyond the chunk in flight).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgments-writer") as writer:
-        pending = None
-        try:
+    cached = cached_verdicts(store, list({t.cache_key: None for t in todo}))
+    submit = None if can_score(judge_obj) else submitter(judge_obj)
+    with Writer(store) as writer:
+        if submit is not None:
+            judge_window(submit, judge_obj, todo, chunk, cached, report, writer, bar)
+        else:
             for part in _chunks(todo, chunk):
-                rows, replace = _judge_chunk(store, judge_obj, part, cached, report)
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(store.insert_judgments, rows, replace_failed=replace)
+                writer.put(*_judge_chunk(store, judge_obj, part, cached, report))
                 bar.update(len(part))
-        finally:
-            if pending is not None:
-                pending.result()
     bar.close()
 
 
@@ -416,20 +408,11 @@ def _judge_chunk(store: Store, judge_obj: Judge, part: list[Task], cached: dict[
         report.count_calls(got)
     rows, answered = [], set()
     for t in part:
-        if t.cache_key in cached or t.cache_key in answered:  # the same texts twice in a chunk: one call, one cost
-            v, reused = cached.get(t.cache_key) or verdicts[t.cache_key], True
-            report.reused += 1
-        else:
-            v, reused = verdicts[t.cache_key], False
-            answered.add(t.cache_key)
-        rows.append(_row(judge_obj, t, v, reused))
-        report.failed += v.winner == "failed"
-        report.unparsed += v.winner == "unparsed"
-        if not reused:
-            report.truncated += bool(v.meta.get("truncated"))
-            report.prompt_tokens += v.prompt_tokens or 0
-            report.completion_tokens += v.completion_tokens or 0
-            report.cost += v.cost or 0.0
+        reused = t.cache_key in cached or t.cache_key in answered  # the same texts twice in a chunk: one call, one cost
+        v = cached.get(t.cache_key) or verdicts[t.cache_key]
+        answered.add(t.cache_key)
+        rows.append(row(judge_obj, t, v, reused))
+        account(report, v, reused)
     cached.update((k, v) for k, v in verdicts.items() if v.winner != "failed")
     # One transaction per chunk; a row whose earlier call failed is replaced, a stored verdict never is.
     return rows, [t.judgment_id for t in part if t.failed_row]
@@ -438,16 +421,6 @@ def _judge_chunk(store: Store, judge_obj: Judge, part: list[Task], cached: dict[
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _cached_verdicts(store: Store, keys: list[str]) -> dict[str, Verdict]:
-    with store.connect() as con:
-        rows = con.execute(
-            "SELECT cache_key, any_value(verdict), any_value(probability), any_value(raw), any_value(strong) "
-            "FROM judgments JOIN (SELECT unnest(?) AS k) ON cache_key = k WHERE verdict <> 'failed' "
-            "GROUP BY cache_key", [keys]).fetchall()
-    return {k: Verdict(v, probability=p, raw=raw, meta={} if strong is None else {"strong": strong})
-            for k, v, p, raw, strong in rows}
 
 
 def _verdicts_from_scores(store: Store, judge_obj: Judge, tasks: list[Task], report: Report) -> list[Verdict]:
@@ -481,11 +454,3 @@ def pointwise_scores(store: Store, judge_obj: Judge, items: dict[str, tuple], wr
                                  for k, v in zip(missing, values)])
         known.update(zip(missing, values))
     return known, len(missing)
-
-
-def _row(judge_obj: Judge, t: Task, v: Verdict, reused: bool) -> JudgmentRecord:
-    return JudgmentRecord(
-        t.judgment_id, t.cache_key, judge_obj.id, judge_obj.version, judge_obj.template, t.prompt_id, t.turn,
-        t.sample_index, t.pair_id, t.a.key, t.b.key, t.swapped, t.gen_first, t.gen_second, v.winner, v.probability,
-        v.raw, None if reused else v.latency, None if reused else v.prompt_tokens,
-        None if reused else v.completion_tokens, 0.0 if reused else v.cost, v.error, now(), v.meta.get("strong"))

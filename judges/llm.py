@@ -24,16 +24,17 @@ import logging
 import math
 import os
 import random
-import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from evalharness.hashing import content_hash
 from judges import parsers
 from judges.base import Answer, Comparison, JudgeError, Rating, Verdict
+from judges.llm_pool import Pool, Run, background_loop, close_client, on_loop_thread
 from judges.templates import PAIRWISE, SINGLE, Template, TemplateSet, load_templates
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class LLMJudge:
         self.usage = Usage()
         self._client = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._pool: Pool | None = None  # made with the client, on its loop
         self._finalizer: weakref.finalize | None = None  # closes the client when the judge is collected
 
     def __repr__(self) -> str:
@@ -132,18 +134,28 @@ class LLMJudge:
         """One rating per answer, in order (single-answer mode), with the set's single-answer templates."""
         return self._blocking(self._render(items, SINGLE), "rate")
 
+    def submit(self, items: Sequence[Comparison], on_verdict: Callable[[int, Verdict], None]) -> Future:
+        """``compare`` without waiting: ``on_verdict(i, verdict)`` is called on the judges' loop thread as each answer
+        arrives, and the future ends when every item has one (or with the call's error; cancelling it stops its
+        requests). Calls in flight together share the judge's ``concurrency`` slots and pacing, so a runner can queue
+        the next items behind this call's last requests and the endpoint never sees more than ``concurrency``."""
+        if self.batch:
+            raise JudgeError("a batch-mode llm judge sends each compare() as one batch; it has no submit()")
+        rendered = self._render(items, PAIRWISE)
+        return asyncio.run_coroutine_threadsafe(self._run(rendered, on_verdict), background_loop())
+
     async def acompare(self, items: Sequence[Comparison]) -> list[Verdict]:
         """``compare`` for async callers: awaits the judges' loop thread without blocking the caller's loop."""
         rendered = self._render(items, PAIRWISE)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(rendered), _background_loop()))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(rendered), background_loop()))
 
     def _blocking(self, rendered: list[tuple[list[dict[str, str]], Template]], name: str) -> list:
         if self.batch:
             from judges.llm_batch import run_batch
 
             return run_batch(self, rendered)
-        loop = _background_loop()
-        if _on_loop_thread(loop):
+        loop = background_loop()
+        if on_loop_thread(loop):
             raise JudgeError(f"LLMJudge.{name}() was called on the judges' own event loop; await acompare() there")
         future = asyncio.run_coroutine_threadsafe(self._run(rendered), loop)
         try:
@@ -158,7 +170,7 @@ class LLMJudge:
         if self._finalizer is not None:
             self._finalizer.detach()
         self._client = None
-        if client is not None and loop.is_running() and not _on_loop_thread(loop):
+        if client is not None and loop.is_running() and not on_loop_thread(loop):
             asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=10)
 
     def __enter__(self) -> LLMJudge:
@@ -175,12 +187,20 @@ class LLMJudge:
             out.append((template.render(c), template))
         return out
 
-    async def _run(self, rendered: list[tuple[list[dict[str, str]], Template]]) -> list[Verdict | Rating]:
+    async def _run(self, rendered: list[tuple[list[dict[str, str]], Template]],
+                   on_verdict: Callable[[int, Verdict | Rating], None] | None = None) -> list[Verdict | Rating]:
         if not rendered:
             return []
         client = self._client_on(asyncio.get_running_loop())
-        run = _Run(asyncio.Semaphore(self.concurrency), self.requests_per_minute)
-        verdicts = await asyncio.gather(*(self._judge(client, run, messages, t) for messages, t in rendered))
+        run = Run(self._pool)
+
+        async def one(i: int, messages: list[dict[str, str]], template: Template) -> Verdict | Rating:
+            verdict = await self._judge(client, run, messages, template)
+            on_verdict(i, verdict)
+            return verdict
+
+        verdicts = await asyncio.gather(*(self._judge(client, run, messages, t) if on_verdict is None
+                                          else one(i, messages, t) for i, (messages, t) in enumerate(rendered)))
         self.usage.requests += run.requests
         self.usage.retries += run.requests - len(verdicts)
         for v in verdicts:
@@ -207,13 +227,14 @@ class LLMJudge:
             self._client = openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout,
                                               max_retries=0, http_client=http_client)
             self._client_loop = loop
-            self._finalizer = weakref.finalize(self, _close_client, self._client, loop)
+            self._pool = Pool(self.concurrency, self.requests_per_minute)
+            self._finalizer = weakref.finalize(self, close_client, self._client, loop)
         return self._client
 
     def _api_key(self) -> str:
         return os.environ.get(self.api_key_env) or PLACEHOLDER_KEY
 
-    async def _judge(self, client, run: _Run, messages: list[dict[str, str]], template: Template) -> Verdict | Rating:
+    async def _judge(self, client, run: Run, messages: list[dict[str, str]], template: Template) -> Verdict | Rating:
         import openai
 
         request = self.request_body(messages)
@@ -377,59 +398,6 @@ def check_spec(args: dict[str, str]) -> None:
 
 
 LLMJudge.check_spec = staticmethod(check_spec)
-
-
-_LOOP: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
-_LOOP_LOCK = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """The event loop every LLM judge of this process runs its requests on, in a daemon thread.
-
-    One long-lived loop lets a judge keep its client and open connections between ``compare`` calls (a runner calls
-    it once per chunk), and makes ``compare`` work the same from sync code and from inside someone else's loop.
-    """
-    global _LOOP
-    with _LOOP_LOCK:
-        if _LOOP is None or not _LOOP[1].is_alive():  # not yet started, or a forked child without the thread
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="llm-judge-loop", daemon=True)
-            thread.start()
-            _LOOP = (loop, thread)
-        return _LOOP[0]
-
-
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-def _close_client(client, loop: asyncio.AbstractEventLoop) -> None:
-    if loop.is_running() and not _on_loop_thread(loop):
-        asyncio.run_coroutine_threadsafe(client.close(), loop)  # not awaited: a finalizer must not block
-
-
-class _Run:
-    """The state one ``acompare`` shares between its requests: the concurrency slots and the request pacing."""
-
-    def __init__(self, slots: asyncio.Semaphore, per_minute: float | None):
-        self.slots = slots
-        self.requests = 0
-        self._interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def pace(self) -> None:
-        if not self._interval:
-            return
-        async with self._lock:
-            now = asyncio.get_running_loop().time()
-            wait = self._next - now
-            self._next = max(now, self._next) + self._interval
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 def _cause(e: BaseException) -> str:
