@@ -24,19 +24,21 @@ STORE = typer.Option("evalharness.duckdb", "--store", envvar="EVALHARNESS_STORE"
 
 @contextlib.contextmanager
 def user_errors():
-    """Known bad input becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
-    from evalharness.errors import user_error_types
+    """Known bad input becomes one line on stderr and exit code 2; work that passed its checks and then failed (a
+    diverged run) one line and exit code 1; anything else is a bug and keeps its traceback."""
+    from evalharness.errors import failure_types, user_error_types
 
     _quiet_libraries()
     try:
         yield
     except Exception as e:
-        if not isinstance(e, user_error_types()):
+        failed = isinstance(e, failure_types())
+        if not failed and not isinstance(e, user_error_types()):
             raise
         from evalharness.textsafe import escape_controls
 
         typer.echo(f"error: {escape_controls(e)}", err=True)  # messages quote names and file rows as given
-        raise typer.Exit(2) from None
+        raise typer.Exit(1 if failed else 2) from None
 
 
 def _quiet_libraries() -> None:

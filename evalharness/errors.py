@@ -16,9 +16,18 @@ _USER_ERRORS = {
     "evalharness.models": "ModelError",
     "judges.base": "JudgeError",
 }
+# Work that passed every check and then failed (one line, exit 1): a run whose loss or gradients became non-finite.
+_FAILURES = {
+    "trainers.spec": "Diverged",
+}
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The bad-input error classes of the modules loaded so far: an error whose module was never imported can't have
     been raised."""
     return tuple(getattr(sys.modules[m], name) for m, name in _USER_ERRORS.items() if m in sys.modules)
+
+
+def failure_types() -> tuple[type[BaseException], ...]:
+    """The failed-work error classes of the modules loaded so far (see ``user_error_types``)."""
+    return tuple(getattr(sys.modules[m], name) for m, name in _FAILURES.items() if m in sys.modules)

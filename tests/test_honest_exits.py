@@ -77,3 +77,17 @@ def test_a_bare_judge_whose_every_call_failed_exits_1_without_a_board(tmp_path, 
     assert done.exit_code == 1, done.output
     assert "error: every one of the 8 judge calls failed; the first: " in done.output and "401" in done.output
     assert "Leaderboard" not in done.output
+
+
+def test_a_run_that_diverges_exits_1_with_one_line_and_keeps_its_earlier_checkpoint(tmp_path):
+    from tests.reliability.helpers import invoke
+
+    # step 1's loss is that of the initial weights; its update at this rate leaves none finite for step 2
+    done = invoke(["train", "--loss", "sft", "--limit", "8", "--batch-size", "2", "--max-length", "64",
+                   "--max-prompt-length", "32", "--no-progress", "--store", "s.duckdb", "--save-every", "1",
+                   "--max-steps", "3", "--lr", "1e30", "--name", "d"], tmp_path)
+    assert done.exit_code == 1, done.output
+    lines = [ln for ln in done.output.splitlines() if ln.startswith("error: ")]
+    assert lines == [lines[0]] and "Traceback" not in done.output, done.output
+    assert lines[0].startswith("error: training diverged at step 2: non-finite loss") and "learning rate" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "runs").rglob("checkpoint-*")) == ["checkpoint-000001"]

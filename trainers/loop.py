@@ -32,7 +32,7 @@ from trainers.batching import batch_order, example_length
 from trainers.recipes import build_stage, params_record, parse_stages
 from trainers.refcache import CacheReport
 from trainers.setup import Prepared, prepare
-from trainers.spec import LossInputs, LossSpec
+from trainers.spec import Diverged, LossInputs, LossSpec
 
 METRICS_FLUSH_S = 30.0  # between checkpoints, how often a run's metrics reach the store
 RUN_ROOT = Path("runs")  # where a run without --out is written: runs/<name>, relative to the working directory
@@ -284,7 +284,8 @@ def _loop(cfg, spec: LossSpec, params, p: Prepared, store: Store, run_id, name, 
         metrics.update({f"state/{k}": float(v) for k, v in state.items()})
         if not all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)):
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            raise FloatingPointError(f"step {step + 1}: non-finite {', '.join(bad)}; lower lr or check the data")
+            raise Diverged(f"training diverged at step {step + 1}: non-finite {', '.join(bad)}; lower the learning "
+                           "rate or check the data (checkpoints written before this step are kept)")
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             pending += [(step + 1, k, v) for k, v in metrics.items()]
         bar.update(1)

@@ -98,6 +98,10 @@ class ParamError(ValueError):
     """An unknown or invalid loss parameter."""
 
 
+class Diverged(FloatingPointError):
+    """Training produced a non-finite loss or gradient norm: the settings passed their checks, the run failed."""
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """A registered loss.
