@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness import limits
 from evalharness.data.prompts import make_prompt
 from evalharness.data.types import DataError
 from evalharness.hashing import content_hash
@@ -105,6 +106,10 @@ def import_alpaca_eval(directory: str | Path, store: Store, annotator: str | Non
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
+    size, cap = path.stat().st_size, limits.max_file_bytes()
+    if size > cap:  # the data readers' limit: a runaway file is refused before it is read into memory
+        raise DataError(str(path), None, None, f"file of {size:,} bytes is over the limit of {cap:,} bytes (raise it "
+                                               f"with {limits.MAX_FILE_BYTES_ENV})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -137,6 +142,9 @@ class _Row:
         value = self.record[name]
         if not isinstance(value, str):
             raise self.error(name, f"expected a string, got {type(value).__name__}")
+        if len(value) > limits.max_text_chars():
+            raise self.error(name, f"text of {len(value):,} characters is over the limit of "
+                                   f"{limits.max_text_chars():,} (raise it with {limits.MAX_TEXT_CHARS_ENV})")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as e:

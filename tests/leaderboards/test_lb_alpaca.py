@@ -124,3 +124,17 @@ def test_malformed_json_and_missing_directories(tmp_path):
         import_alpaca_eval(tmp_path / "nope", Store(str(tmp_path / "s.duckdb")))
     with pytest.raises(DataError, match="holds no <model>/gpt5/annotations.json"):
         import_alpaca_eval(tmp_path / "ae", Store(str(tmp_path / "s.duckdb")), annotator="gpt5")
+
+
+def test_the_data_limits_hold_for_imported_files(tmp_path, monkeypatch):
+    """A file over the byte limit is refused before it is read; a text over the character limit names its record."""
+    root = _write(tmp_path / "ae", [_ann("a", 1), {**_ann("b", 2), "output_2": "y" * 5000}],
+                  outputs=[{"instruction": "a", "output": "x", "generator": "model-x"}])
+    store = Store(str(tmp_path / "s.duckdb"))
+    monkeypatch.setenv("EVALHARNESS_MAX_TEXT_CHARS", "4000")
+    with pytest.raises(DataError, match=r"annotations.json:2 field 'output_2'.*5,000 characters is over the limit"):
+        import_alpaca_eval(root, store)
+    monkeypatch.setenv("EVALHARNESS_MAX_FILE_BYTES", "200")
+    with pytest.raises(DataError, match=r"bytes is over the limit of 200 bytes \(raise it with EVALHARNESS_MAX"):
+        import_alpaca_eval(root, store)
+    assert not Path(store.path).exists()
