@@ -19,6 +19,7 @@ and returns a ``Leaderboard`` of flat, JSON-ready rows (``FIELDS``) that every r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,15 @@ def build_leaderboard(store: str | Path, cfg: LeaderboardConfig) -> Leaderboard:
                                 selection.metrics_meta(samples, held))
         variant = query.select_judge(variants, cfg.judge, cfg.prompt_set, cfg.template)
         key = selection.choose_key(con, variant, cfg.prompt_set, cfg.turn, cfg.temperature, cfg.sampling)
-        pairs = query.load_pairs(con, variant, key=key, only=cfg.models)
+        only = cfg.models
+        if cfg.model_names:
+            every = query.load_pairs(con, variant, key=key, only=only)
+            named = {k: i.label for k, i in query.model_info(con, variant, None, every.models, key).items()}
+            only = tuple(dict.fromkeys(query.resolve_label(n, every.models, named) for n in cfg.model_names))
+            if len(only) < 2:
+                raise LeaderboardError(f"--models names {len(only)} model; a board compares at least two")
+            cfg = dataclasses.replace(cfg, models=only, model_names=None)  # the board's meta states the keys
+        pairs = query.load_pairs(con, variant, key=key, only=only)
         if not len(pairs.a):
             raise LeaderboardError(f"judge {variant.name} has no pair with a valid verdict on {key.prompt_set!r}")
         info = query.model_info(con, variant, None, pairs.models, key)

@@ -33,6 +33,9 @@ class LeaderboardConfig:
     # Only the pairs between these checkpoint keys (an experiment's own models, in a store other experiments share);
     # None: every model judged under the evaluation.
     models: tuple[str, ...] | None = None
+    # The same by name (``leaderboard --models``): checkpoint keys, labels or unique key prefixes, resolved against
+    # the evaluation's models as --baseline is; an unknown or ambiguous name is an error that lists the candidates.
+    model_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "turn", selection.parse_turn(self.turn))

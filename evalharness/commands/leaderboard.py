@@ -48,6 +48,9 @@ def leaderboard(
                                                                  "board, under claims in json."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples of prompts for the CIs."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    models: Optional[str] = typer.Option(None, "--models", help="Only the pairs between these models (comma-"
+                                                               "separated keys, labels or key prefixes): one "
+                                                               "experiment's models in a store others share."),
     per_seed: bool = typer.Option(False, "--per-seed", help="A row per seed replicate, instead of one row per "
                                                           "configuration over its seeds."),
     store: Path = STORE,
@@ -67,7 +70,8 @@ def leaderboard(
         cfg = LeaderboardConfig(judge, baseline, prompts, ties, bootstrap, seed, order_rule=order_rule, lc=lc,
                                 instruction_difficulty=str(instruction_difficulty) if instruction_difficulty else None,
                                 template=template, turn=turn, temperature=temperature, sampling=sampling,
-                                held_out=held_out, bt_games=bt_games, per_seed=per_seed)
+                                held_out=held_out, bt_games=bt_games, per_seed=per_seed,
+                                model_names=_model_names(models))
         declared = _declared_claims(claims)
         board = build_leaderboard(store, cfg)
         text = _with_claims(render(leaderboard_table(board), fmt), fmt, _claims_of(store, board, declared, bootstrap,
@@ -101,6 +105,17 @@ def _check_flags(output: Path | None, plot: Path | None, bootstrap: int, seed: i
         raise ConfigError(f"--plot {plot}: is a file; give a directory for the plots")
     limits.count("--bootstrap", bootstrap, 0, limits.MAX_BOOTSTRAP)
     limits.seed("--seed", seed)
+
+
+def _model_names(models: str | None) -> tuple[str, ...] | None:
+    from evalharness.config import ConfigError
+
+    if models is None:
+        return None
+    names = tuple(n.strip() for n in models.split(","))
+    if not all(names):
+        raise ConfigError(f"--models {models!r}: an empty name; give comma-separated model keys or labels")
+    return names
 
 
 def _declared_claims(path: Path | None) -> list | None:

@@ -36,3 +36,26 @@ def test_claims_on_such_a_board_read_its_models_alone(shared):
     [v] = E.evaluate_on_board(shared.path, own.meta, [Claim("c wins more", "win_rate", "c", "a", "higher")],
                               resamples=50)
     assert v.verdict == "inconclusive" and v.note == "no configuration named 'c' on this board"
+
+
+def test_leaderboard_models_flag_picks_them_by_name_and_lists_candidates_for_an_unknown_one(shared):
+    from typer.testing import CliRunner
+
+    from evalharness.cli import app
+
+    def board(*extra):
+        return CliRunner().invoke(app, ["leaderboard", "--store", shared.path, "--baseline", "base", "--bootstrap",
+                                        "20", "--format", "json", *extra])
+
+    import json
+
+    done = board("--models", "a,base")
+    assert done.exit_code == 0, done.output
+    meta = json.loads(done.stdout)
+    assert meta["meta"]["models"] == ["a", "base"] and meta["meta"]["pairs"] == 10
+    bad = board("--models", "a,bsae")
+    assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: no model 'bsae'") and "'base'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    one = board("--models", "a")
+    assert one.exit_code == 2 and "a board compares at least two" in one.stderr
+    assert board("--models", "a,,base").exit_code == 2
