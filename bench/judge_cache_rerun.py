@@ -14,13 +14,16 @@ judged against the first (``--baseline m0``) in both orders, so a run asks for 2
 Then the same ``judge()`` call again (in process, as ``evalharness run`` makes it) and, for the llm judge, the same
 command through the CLI in a new process (what a user re-running ``evalharness judge`` waits for, imports included),
 beside the CLI's own start-up (``evalharness judge --help``). The re-runs must make no judge call and send no
-request; the bench fails otherwise. The peer is the first run: the ratio is what the cache saves.
+request; the bench fails otherwise. The peer is the first run: the ratio is what the cache saves. For the llm judge
+the first run is also set against its concurrency-limited ideal, ceil(requests / concurrency) x latency (as
+``bench/judge_llm_concurrency.py`` defines it): the whole run counts, imports and store reads included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -156,6 +159,10 @@ def main() -> None:
         print(f"| re-run, `evalharness judge` (new process) | {cli:.3f} | 0 | 0 | {cli / n * 1e3:.3f} |")
         print(f"| `evalharness judge --help` (start-up only) | {help_floor:.3f} | — | — | — |")
     print()
+    if server:  # the first run against what its endpoint allows (``bench/judge_llm_concurrency.py``'s ideal)
+        ideal = math.ceil(requests_first / args.concurrency) * args.latency
+        print(f"first run / concurrency-limited ideal ceil({requests_first}/{args.concurrency}) x "
+              f"{args.latency * 1e3:.0f} ms = {ideal:.3f} s: efficiency {ideal / first:.0%}")
     print(f"first / re-run in process: {first / rerun:.1f}x")
     if cli is not None:
         print(f"first / CLI re-run: {first / cli:.1f}x; CLI re-run minus start-up: {cli - help_floor:.3f} s")

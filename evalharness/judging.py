@@ -156,14 +156,21 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
     if can_rate(judge_obj) and cfg.vs_reference:
         raise ConfigError("--vs-reference compares with the reference answers; single-answer grading has no "
                           "opponent (its reference-guided templates show the references themselves)")
+    if callable(getattr(judge_obj, "prepare", None)):
+        judge_obj.prepare()  # a client made while the store is read (the LLM judge's openai import and client)
     report = Report(judge_obj.id, template=judge_obj.template)
     start = time.perf_counter()
-    sides = [resolve_side(store, m, cfg, report) for m in cfg.models]
+    # One connection held open around a run of short reads keeps DuckDB's database open in this process, so each read
+    # reuses it instead of opening the file again (10-40 ms each). Never held while a model is sampled: another
+    # process waits for the file as long as it is open here.
+    with store.connect():
+        known = {n: resolve_side(store, n, cfg, report, sample=False) for n in [*cfg.models, cfg.baseline] if n}
+    sides = [known[m] or resolve_side(store, m, cfg, report) for m in cfg.models]
     if can_rate(judge_obj):
         from evalharness.rating import rate
 
         if cfg.baseline is not None:
-            sides.append(resolve_side(store, cfg.baseline, cfg, report))
+            sides.append(known[cfg.baseline] or resolve_side(store, cfg.baseline, cfg, report))
         rate(store, judge_obj, cfg, sides, *paired_samples(store, cfg, sides, report), report, progress)
         report.seconds = time.perf_counter() - start
         return report
@@ -172,16 +179,17 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
     elif cfg.all_pairs:
         pairs = list(itertools.combinations(sides, 2))
     else:
-        base = resolve_side(store, cfg.baseline, cfg, report)
+        base = known[cfg.baseline] or resolve_side(store, cfg.baseline, cfg, report)
         pairs = [(s, base) for s in sides if s.key != base.key]
         if not pairs:
             raise ConfigError("every model given is the baseline itself: nothing to compare")
-    tasks = build_tasks(store, judge_obj, cfg, pairs, report)
+    with store.connect():  # held as above
+        tasks = build_tasks(store, judge_obj, cfg, pairs, report)
+        todo = _not_stored(store, tasks, report)
     report.pairs = len({t.pair_id for t in tasks})
     report.judgments = len(tasks)
     if not tasks:
         report.notes.append(f"no prompt of {cfg.prompts!r} has samples from both sides of any pair")
-    todo = _not_stored(store, tasks, report)
     _judge_tasks(store, judge_obj, todo, cfg.chunk, report, progress)
     report.seconds = time.perf_counter() - start
     return report
@@ -190,12 +198,15 @@ def judge(cfg: JudgeConfig, store: Store, progress: bool = True) -> Report:
 # ----------------------------------------------------------------------------------------------------- resolving
 
 
-def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report) -> Side:
-    """A model name → its checkpoint key in ``generations`` on this prompt set, sampling it first when it has none."""
+def resolve_side(store: Store, name: str, cfg: JudgeConfig, report: Report, sample: bool = True) -> Side | None:
+    """A model name → its checkpoint key in ``generations`` on this prompt set, sampling it first when it has none
+    (with ``sample=False``: None instead)."""
     store.get_run(name.partition(":")[0])  # a name of several runs is refused with the list, never picked by label
     found = _find_sampled(store, name, cfg.prompts)
-    if found and _has_samples(store, found.key, cfg):
+    if found and (_asks_no_setting(cfg) or _has_samples(store, found.key, cfg)):  # found: it has samples of the set
         return found
+    if not sample:
+        return None
     from evalharness.generate import GenerateConfig, generate, resolve_target
 
     try:
@@ -241,7 +252,7 @@ def _step(label: str) -> int:
 
 def _has_samples(store: Store, key: str, cfg: JudgeConfig) -> bool:
     """Whether the checkpoint holds samples of the prompt set at a setting the config asks for."""
-    if cfg.temperature is None and cfg.sampling is None and pair_sampling.stated(cfg) is None:
+    if _asks_no_setting(cfg):
         with store.connect() as con:  # asked nothing: any setting will do (one is chosen for every model later)
             return con.execute("SELECT count(*) FROM generations g JOIN prompts p USING (prompt_id) "
                                "WHERE g.checkpoint = ? AND p.prompt_set = ?", [key, cfg.prompts]).fetchone()[0] > 0
@@ -249,6 +260,10 @@ def _has_samples(store: Store, key: str, cfg: JudgeConfig) -> bool:
         return True  # a --sampling id alone samples nothing: it only picks among what is stored
     with store.connect() as con:
         return any(pair_sampling.wanted(cfg, k) for k in pair_sampling.settings_of(con, key, cfg.prompts))
+
+
+def _asks_no_setting(cfg: JudgeConfig) -> bool:
+    return cfg.temperature is None and cfg.sampling is None and pair_sampling.stated(cfg) is None
 
 
 def _labels(store: Store, prompt_set: str) -> list[str]:

@@ -107,25 +107,36 @@ def judge_window(submit, judge_obj: Judge, todo: list, chunk: int, cached: dict[
                 rows, replace = [], []
             if not unanswered and pos >= len(todo):
                 return
-            n, i, v = answers.get()
-            if i is None:  # a call ended: with an error, or with fewer answers than it was asked
-                if not v.cancelled() and v.exception() is not None:
-                    raise v.exception()
-                if got[n] != len(calls[n][0]):
-                    raise RuntimeError(f"judge {judge_obj.id} returned {got[n]} verdicts for {len(calls[n][0])} "
-                                       "comparisons")
-                continue
-            got[n] += 1
-            unanswered -= 1
-            key = calls[n][0][i].cache_key
-            report.count_calls([v])
-            for j, t in enumerate(waiting.pop(key)):  # the same texts twice: one call, one cost
-                add(t, v, j > 0)
-            if v.winner != "failed":
-                cached[key] = v
+            for n, i, v in _drain(answers):
+                if i is None:  # a call ended: with an error, or with fewer answers than it was asked
+                    if not v.cancelled() and v.exception() is not None:
+                        raise v.exception()
+                    if got[n] != len(calls[n][0]):
+                        raise RuntimeError(f"judge {judge_obj.id} returned {got[n]} verdicts for "
+                                           f"{len(calls[n][0])} comparisons")
+                    continue
+                got[n] += 1
+                unanswered -= 1
+                key = calls[n][0][i].cache_key
+                report.count_calls([v])
+                for j, t in enumerate(waiting.pop(key)):  # the same texts twice: one call, one cost
+                    add(t, v, j > 0)
+                if v.winner != "failed":
+                    cached[key] = v
     finally:
         for _, future in calls:
             future.cancel()  # an interrupted runner stops its requests (a finished call ignores this)
+
+
+def _drain(answers: queue.SimpleQueue) -> list:
+    """The next answer, waited for, and every one already there: this thread wakes once per burst of answers, not
+    once per answer, leaving the GIL to the judges' loop thread."""
+    out = [answers.get()]
+    while True:
+        try:
+            out.append(answers.get_nowait())
+        except queue.Empty:
+            return out
 
 
 def account(report: Any, v: Verdict, reused: bool) -> None:
