@@ -114,8 +114,12 @@ def train_command(cfg: TrainConfig, store_path: str, restart: bool = False, prog
             yield f"  truncated {r.truncated} examples (prompt from the left, response from the right); skipped {r.skipped}"
         if r.reference_cache:
             c = r.reference_cache
-            yield (f"  reference log-probs: {c.sequences} sequences, {c.hits} from the store cache, {c.computed} "
-                   f"computed in {c.seconds:.1f}s")
+            if c.kind == "hidden states":
+                yield (f"  reference hidden states (its logits from its LM head each step), held in memory: "
+                       f"{c.sequences} sequences computed in {c.seconds:.1f}s")
+            else:
+                yield (f"  reference log-probs: {c.sequences} sequences, {c.hits} from the store cache, {c.computed} "
+                       f"computed in {c.seconds:.1f}s")
         m = r.last_metrics
         shown = [k for k in ("loss", "rewards/chosen", "rewards/rejected", "margin", "accuracy", "grad_norm",
                              "tokens_per_s") if k in m] + sorted(k for k in m if k.startswith("state/"))

@@ -22,6 +22,7 @@ class CacheReport:
     hits: int
     computed: int
     seconds: float
+    kind: str = "log-probs"  # or "hidden states": ε-DPO's in-memory cache of the reference's final hidden states
 
 
 class ReferenceCache:

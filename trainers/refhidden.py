@@ -84,7 +84,7 @@ class ReferenceHidden:
                         self._check(chunk, fwd.summed)
         finally:
             hook.remove()
-        return CacheReport(len(todo), 0, len(todo), time.perf_counter() - start)
+        return CacheReport(len(todo), 0, len(todo), time.perf_counter() - start, kind="hidden states")
 
     def _check(self, chunk: list[Seq], summed: Tensor) -> None:
         device = summed.device

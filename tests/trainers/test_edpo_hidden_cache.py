@@ -154,3 +154,14 @@ def test_only_a_fixed_reference_needing_its_logits_is_eligible():
     assert refhidden.eligible(EDPO, True) and not refhidden.eligible(EDPO, False)
     assert not refhidden.eligible(losses.get("dpo"), True)  # summed log-probs: the store's reference cache
     assert not refhidden.eligible(losses.get("tr-dpo"), True)  # a moving reference
+
+
+def test_the_train_summary_names_the_hidden_state_cache(tmp_path):
+    from tests.reliability.helpers import invoke
+
+    done = invoke(["train", "--loss", "e-dpo", "--limit", "8", "--max-steps", "1", "--batch-size", "2",
+                   "--max-length", "64", "--max-prompt-length", "32", "--store", "s.duckdb", "--no-progress"],
+                  tmp_path)
+    assert done.exit_code == 0, done.output
+    assert "reference hidden states (its logits from its LM head each step), held in memory: " in done.output
+    assert "reference log-probs: " not in done.output
