@@ -1,9 +1,9 @@
 """The judging runner's writes, and its sliding window for judges that answer as they go (``evalharness.judging``).
 
 A judge with ``submit(items, on_verdict)`` (the LLM judge) is kept ``concurrency`` requests busy from the first request
-to the last: the runner queues the next comparisons on it while fewer than ``concurrency + chunk`` are unanswered,
-so no chunk boundary waits for a chunk's slowest answer, and every ``chunk`` answers become one write on the writer
-thread. A judge without it (PairRM, reward models, plugins, the Batch API) is called chunk by chunk, each chunk written
+to the last: the runner queues the next chunk of comparisons on it whenever no more than ``concurrency`` are
+unanswered, so no chunk boundary waits for a chunk's slowest answer, and every ``chunk`` answers become one write on
+the writer thread. A judge without it (PairRM, reward models, plugins, the Batch API) is called chunk by chunk, each chunk written
 on the writer thread while the next is judged.
 
 Either way the store sees whole transactions of at most ``chunk`` rows (a little more where the same texts came
@@ -79,12 +79,19 @@ def judge_window(submit, judge_obj: Judge, todo: list, chunk: int, cached: dict[
         if t.failed_row:
             replace.append(t.judgment_id)
 
+    def flush(least: int) -> None:
+        nonlocal rows, replace
+        if rows and len(rows) >= least:
+            writer.put(rows, replace)
+            bar.update(len(rows))
+            rows, replace = [], []
+
     try:
         while True:
             # Queue up to one chunk more than the judge can have in flight: its slots never wait for this thread.
             while unanswered <= limit and pos < len(todo):
-                asked = []
-                while pos < len(todo) and len(asked) < chunk:
+                asked, end = [], min(pos + chunk, len(todo))
+                while pos < end:
                     t = todo[pos]
                     pos += 1
                     if t.cache_key in cached:
@@ -94,6 +101,7 @@ def judge_window(submit, judge_obj: Judge, todo: list, chunk: int, cached: dict[
                     else:
                         waiting[t.cache_key] = [t]
                         asked.append(t)
+                flush(chunk)  # a long run of stored verdicts is written in chunks too
                 if asked:
                     n = len(calls)
                     future = submit([t.comparison for t in asked], lambda i, v, n=n: answers.put((n, i, v)))
@@ -101,12 +109,10 @@ def judge_window(submit, judge_obj: Judge, todo: list, chunk: int, cached: dict[
                     calls.append((asked, future))
                     got.append(0)
                     unanswered += len(asked)
-            if len(rows) >= chunk or (rows and not unanswered and pos >= len(todo)):
-                writer.put(rows, replace)
-                bar.update(len(rows))
-                rows, replace = [], []
             if not unanswered and pos >= len(todo):
+                flush(1)
                 return
+            flush(chunk)
             for n, i, v in _drain(answers):
                 if i is None:  # a call ended: with an error, or with fewer answers than it was asked
                     if not v.cancelled() and v.exception() is not None:

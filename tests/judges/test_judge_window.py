@@ -106,3 +106,22 @@ def test_an_interrupted_window_stops_its_requests_and_resumes_from_what_was_writ
         monkeypatch.setattr(Store, "insert_judgments", real)
         again = judge(_config(server.url), store, progress=False)
     assert (again.stored, again.called, _count(store)) == (8, 32, 40)
+
+
+def test_verdicts_reused_from_the_store_are_written_a_chunk_at_a_time(tmp_path, monkeypatch):
+    texts = ["aaaa", "bb", "c", "ddd"]
+    store = seed_store(tmp_path / "s.duckdb", {"a": texts, "twin": texts, "b": ["x", "yyy", "zz", "w"]})
+    sizes, real = [], Store.insert_judgments
+
+    def counted(self, rows, **kw):
+        sizes.append(len(rows))
+        return real(self, rows, **kw)
+
+    with Loopback(mt_bench_judge(prefer_longer)) as server:
+        judge(_config(server.url, chunk=2), store, progress=False)
+        monkeypatch.setattr(Store, "insert_judgments", counted)
+        twin = judge(_config(server.url, chunk=2, models=("twin",)), store, progress=False)
+        asked = len(server.completions)
+    # the twin's 8 rows all carry verdicts a's run stored: no request, and one transaction per chunk, not one for all
+    assert (twin.called, twin.reused, asked) == (0, 8, 8)
+    assert sizes == [2, 2, 2, 2]
