@@ -11,6 +11,7 @@ The cache lives in memory only: it costs (response tokens) x hidden size x 4 byt
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -138,18 +139,10 @@ def build(model, spec: LossSpec, reference_cache: bool, seqs: list[Seq], pad_id:
         return None, None
     cache = ReferenceHidden(head, temperature)
     try:
-        with autocast() if autocast is not None else _null():
+        with autocast() if autocast is not None else contextlib.nullcontext():
             report = cache.fill(model, seqs, pad_id, batch_size)
     except HeadMismatch as e:
         print(f"reference logits: a live reference forward each step (this model's logits are more than its output "
               f"embedding of its last hidden state: {e})", file=sys.stderr)
         return None, None
     return cache, report
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
