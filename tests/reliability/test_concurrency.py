@@ -31,9 +31,9 @@ def test_two_judge_processes_on_one_store_end_with_the_rows_of_one(tmp_path):
     with Loopback(behaviour=mt_bench_judge(prefer_longer)) as server:
         one = invoke(["judge", "--base-url", server.url, *JUDGE], alone, {"OPENAI_API_KEY": KEY})
         assert one.exit_code == 0, one.output
-    # Each answer takes 0.2 s: a process judging 120 comparisons 8 at a time is busy for ~3 s, long enough for the
-    # two processes (started together) to overlap.
-    with Loopback(behaviour=mt_bench_judge(prefer_longer, delay=0.2)) as server:
+    # Each answer takes 0.5 s: a process judging 120 comparisons 8 at a time is busy for ~7.5 s, long enough for the
+    # two processes (started together, each taking seconds to start on a loaded machine) to overlap.
+    with Loopback(behaviour=mt_bench_judge(prefer_longer, delay=0.5)) as server:
         args = ["judge", "--base-url", server.url, *JUDGE]
         env = cli_env({"OPENAI_API_KEY": KEY})
         first, second = Started(args, shared, env, "first"), Started(args, shared, env, "second")
