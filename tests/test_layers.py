@@ -20,7 +20,7 @@ MIDDLE = ("trainers", "judges", "leaderboards")
 # The first name under evalharness/ of each floor module or package (data covers evalharness.data.*).
 FLOOR = {
     "checkpoints", "config", "data", "errors", "evalkey", "hashing", "imported", "limits", "metrics", "migrations", "models",
-    "plugins", "registry", "scoring", "stats", "store", "store_rows", "task_model", "textsafe", "threads", "tiny",
+    "packing", "plugins", "registry", "scoring", "stats", "store", "store_rows", "task_model", "textsafe", "threads", "tiny",
 }
 MAX_LINES = 500
 
