@@ -76,9 +76,11 @@ def synthetic_store(path: str, orders: int, n_models: int, n_prompts: int, seed:
         con.register("jd", judgments)
         con.register("gd", generations)
         con.execute("""
-            INSERT INTO judgments SELECT judgment_id, judgment_id, 'synthetic', '1', '', prompt_id, 1, 0, pair_id,
-                   model_a, model_b, swapped, generation_first, generation_second, verdict, probability, NULL, NULL,
-                   NULL, NULL, NULL, NULL, now() FROM jd""")
+            INSERT INTO judgments (judgment_id, cache_key, judge, judge_version, template, prompt_id, turn,
+                                   sample_index, pair_id, model_a, model_b, swapped, generation_first,
+                                   generation_second, verdict, probability, created_at)
+            SELECT judgment_id, judgment_id, 'synthetic', '1', '', prompt_id, 1, 0, pair_id, model_a, model_b,
+                   swapped, generation_first, generation_second, verdict, probability, now() FROM jd""")
         con.execute("""
             INSERT INTO generations (generation_id, checkpoint, label, prompt_id, turn, sample_index, backend, text,
                                      n_tokens, created_at)
