@@ -23,11 +23,16 @@ _FAILURES = {
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The bad-input error classes of the modules loaded so far: an error whose module was never imported can't have
-    been raised."""
-    return tuple(getattr(sys.modules[m], name) for m, name in _USER_ERRORS.items() if m in sys.modules)
+    """The bad-input error classes of the modules loaded so far."""
+    return _loaded(_USER_ERRORS)
 
 
 def failure_types() -> tuple[type[BaseException], ...]:
-    """The failed-work error classes of the modules loaded so far (see ``user_error_types``)."""
-    return tuple(getattr(sys.modules[m], name) for m, name in _FAILURES.items() if m in sys.modules)
+    """The failed-work error classes of the modules loaded so far."""
+    return _loaded(_FAILURES)
+
+
+def _loaded(classes: dict[str, str]) -> tuple[type[BaseException], ...]:
+    """The classes of ``classes`` whose modules are imported: an error whose module was never imported can't have
+    been raised."""
+    return tuple(getattr(sys.modules[m], name) for m, name in classes.items() if m in sys.modules)

@@ -103,6 +103,7 @@ def layout(rows: list[list[int]], row_of: list[int], p_len: list[int], p_width: 
     positions = torch.zeros((b, width), dtype=torch.long)
     mask = torch.zeros((b, 1, width, kp + width), dtype=torch.bool)
     where = torch.zeros((n, r_max), dtype=torch.long)  # (row * width + column) of response token j of seq i
+    needed = torch.zeros(width, dtype=torch.bool)  # columns whose token predicts the next: all but a response's last
     for row, (r, (slots, _)) in enumerate(zip(rows, slots_of)):
         for u, s in slots.items():
             prompt_index[row, s:s + p_len[u]] = u * p_width + torch.arange(p_len[u])
@@ -114,25 +115,15 @@ def layout(rows: list[list[int]], row_of: list[int], p_len: list[int], p_width: 
             mask[row, 0, col:col + m, slots[u]:slots[u] + p_len[u]] = True  # its own prompt
             mask[row, 0, col:col + m, kp + col:kp + col + m] = torch.ones((m, m), dtype=torch.bool).tril()
             where[i, :m] = row * width + col + torch.arange(m)
+            needed[col:col + m - 1] = True
             col += m
         for c in range(col, width):  # a pad query sees itself alone: finite, and read by nothing
             mask[row, 0, c, kp + c] = True
-    # logits are needed where a response token predicts the next one: every token but each response's last
-    needed = torch.zeros(width, dtype=torch.bool)
-    for r in rows:
-        col = 0
-        for i in r:
-            needed[col:col + len(responses[i]) - 1] = True
-            col += len(responses[i])
     keep = needed.nonzero().squeeze(-1)
-    to_kept = torch.full((width,), 0, dtype=torch.long)
+    to_kept = torch.zeros(width, dtype=torch.long)
     to_kept[keep] = torch.arange(len(keep))
-    gather = torch.zeros((n, max(r_max - 1, 0)), dtype=torch.long)
-    for i in range(n):
-        m = len(responses[i])
-        if m > 1:
-            flat = where[i, :m - 1]
-            gather[i, :m - 1] = (flat // width) * len(keep) + to_kept[flat % width]
+    # past a response's second-to-last token the index is any valid one: the response mask zeroes what it reads
+    gather = ((where // width) * len(keep) + to_kept[where % width])[:, :r_max - 1]
     return Packing(*(t.to(device) for t in (prompt_index, ids, positions, mask, keep, gather)))
 
 
